@@ -1,0 +1,1 @@
+"""Data: readers, download, tokenization cache, batching and task sampling."""

@@ -1,0 +1,145 @@
+"""Read a task split from TSV, CSV or JSONL into :class:`Examples`, refusing bad rows clearly.
+
+GLUE files are tab-separated with no quoting (``csv.QUOTE_NONE``): default CSV quote handling
+silently merges rows. Columns are found by header name; files without a header (CoLA train/dev)
+get their names from the task table. Every problem is a :class:`BamError` naming file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from bam.data.examples import Examples
+from bam.errors import BamError
+from bam.tasks.spec import TaskSpec
+
+csv.field_size_limit(sys.maxsize)
+
+Row = dict[str, str]
+
+
+def split_path(task: TaskSpec, split: str, data_dir: str | Path) -> Path:
+    """Where a split's file lives: absolute paths stay, others are under the task root or data dir."""
+    if split not in task.splits:
+        raise BamError(f"task {task.name!r} has no split {split!r} (it has: {', '.join(task.splits)})")
+    relative = Path(task.splits[split].path)
+    if relative.is_absolute():
+        return relative
+    return Path(task.root if task.root is not None else data_dir) / relative
+
+
+def read_split(task: TaskSpec, split: str, data_dir: str | Path) -> Examples:
+    """Read one split of ``task`` from files under ``data_dir``."""
+    path = split_path(task, split, data_dir)
+    spec = task.splits[split]
+    if not path.is_file():
+        raise BamError(f"{path}: file not found (task {task.name}, split {split})")
+    rows = list(_iter_rows(path, task.format, spec.header, spec.columns))
+    return rows_to_examples(task, split, rows, str(path), labeled=spec.labeled)
+
+
+def rows_to_examples(
+    task: TaskSpec, split: str, rows: list[tuple[int, Row]], source: str, labeled: bool
+) -> Examples:
+    """Turn ``(line, {column: value})`` rows into Examples, checking columns and labels."""
+    if not rows:
+        raise BamError(f"{source}: split {split!r} of task {task.name} has no rows")
+    wanted = list(task.text_columns) + ([task.label_column] if labeled and task.label_column else [])
+    first_line, first = rows[0]
+    missing = [c for c in wanted if c not in first]
+    if missing:
+        raise BamError(
+            f"{source}: missing column(s) {', '.join(map(repr, missing))} "
+            f"(found: {', '.join(map(repr, first))})"
+        )
+    texts = tuple([row[c] for _, row in rows] for c in task.text_columns)
+    ids = [row.get(task.index_column, "") if task.index_column else "" for _, row in rows]
+    ids = [value if value != "" else str(i) for i, value in enumerate(ids)]
+    labels = None
+    if labeled and task.label_column:
+        labels = _parse_labels(task, rows, source)
+    return Examples(task.name, split, texts, labels, ids, source)
+
+
+def _parse_labels(task: TaskSpec, rows: list[tuple[int, Row]], source: str) -> np.ndarray:
+    column = task.label_column
+    assert column is not None
+    if task.kind == "regression":
+        scores = np.empty(len(rows), dtype=np.float32)
+        for i, (line, row) in enumerate(rows):
+            try:
+                value = float(row[column])
+            except ValueError:
+                raise BamError(f"{source} line {line}: {column} {row[column]!r} is not a number") from None
+            if not math.isfinite(value):
+                raise BamError(f"{source} line {line}: {column} {row[column]!r} is not finite")
+            scores[i] = value
+        return scores
+    index = {label: i for i, label in enumerate(task.labels)}
+    ids = np.empty(len(rows), dtype=np.int64)
+    for i, (line, row) in enumerate(rows):
+        value = row[column].strip()
+        if value not in index:
+            raise BamError(
+                f"{source} line {line}: unknown label {value!r} in column {column!r} "
+                f"(expected one of {', '.join(task.labels)})"
+            )
+        ids[i] = index[value]
+    return ids
+
+
+def _iter_rows(
+    path: Path, fmt: str, header: bool, columns: tuple[str, ...]
+) -> Iterator[tuple[int, Row]]:
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            if fmt == "jsonl":
+                yield from _jsonl_rows(handle, path)
+            else:
+                yield from _delimited_rows(handle, path, fmt, header, columns)
+    except UnicodeDecodeError as err:
+        raise BamError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+
+
+def _delimited_rows(
+    handle, path: Path, fmt: str, header: bool, columns: tuple[str, ...]
+) -> Iterator[tuple[int, Row]]:
+    if fmt == "tsv":
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+    elif fmt == "csv":
+        reader = csv.reader(handle)
+    else:
+        raise BamError(f"{path}: unknown format {fmt!r} (expected tsv, csv or jsonl)")
+    names: list[str] | None = None if header else list(columns)
+    for fields in reader:
+        line = reader.line_num
+        if not fields or fields == [""]:
+            continue  # blank line (e.g. a trailing newline)
+        if names is None:
+            names = [name.strip() for name in fields]
+            if len(set(names)) != len(names):
+                raise BamError(f"{path} line {line}: repeated column names in header {names}")
+            continue
+        if len(fields) != len(names):
+            raise BamError(f"{path} line {line}: {len(fields)} fields, expected {len(names)}")
+        yield line, dict(zip(names, fields, strict=True))
+
+
+def _jsonl_rows(handle, path: Path) -> Iterator[tuple[int, Row]]:
+    for line_number, line in enumerate(handle, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise BamError(f"{path} line {line_number}: invalid JSON ({err.msg})") from None
+        if not isinstance(obj, dict):
+            raise BamError(f"{path} line {line_number}: expected a JSON object")
+        yield line_number, {str(k): "" if v is None else str(v) for k, v in obj.items()}

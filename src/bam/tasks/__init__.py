@@ -1,0 +1,33 @@
+"""Tasks as data: the GLUE table, custom-task YAML files, metrics and averages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bam.errors import BamError
+from bam.tasks.glue import GLUE_TASKS
+from bam.tasks.spec import HubSource, SplitFile, TaskSpec
+
+__all__ = ["GLUE_TASKS", "HubSource", "SplitFile", "TaskSpec", "get_task", "task_names"]
+
+_ALIASES: dict[str, str] = {}
+for _task in GLUE_TASKS.values():
+    for _alias in (_task.name, _task.display, *_task.aliases):
+        _ALIASES[_alias.lower()] = _task.name
+
+
+def get_task(name_or_path: str) -> TaskSpec:
+    """A GLUE task by any of its names, or a custom task from a YAML file's path."""
+    if name_or_path.endswith((".yaml", ".yml")) or Path(name_or_path).suffix in {".yaml", ".yml"}:
+        from bam.tasks.custom import load_custom_task
+
+        return load_custom_task(name_or_path)
+    canonical = _ALIASES.get(name_or_path.lower())
+    if canonical is None:
+        known = ", ".join(sorted(GLUE_TASKS))
+        raise BamError(f"unknown task {name_or_path!r} (known: {known}, or a custom-task .yaml file)")
+    return GLUE_TASKS[canonical]
+
+
+def task_names() -> list[str]:
+    return list(GLUE_TASKS)

@@ -1,0 +1,77 @@
+"""What a task is: one declarative record per task, read by every other layer.
+
+A task names its files, its columns, its label values (exactly as the files write them), its
+metrics and where it comes from on the Hugging Face hub. Nothing elsewhere in bam branches on a
+task's name; it reads these fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+TaskKind = Literal["classification", "regression"]
+
+
+@dataclass(frozen=True)
+class SplitFile:
+    """One split's file: a path relative to the data folder (or absolute, for custom tasks)."""
+
+    path: str
+    labeled: bool = True
+    header: bool = True
+    # Column names for files without a header row (CoLA train/dev).
+    columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """Where a task lives on the Hugging Face hub, and its column names there."""
+
+    dataset: str
+    config: str
+    splits: dict[str, str]  # bam split name -> hub split name
+    text_columns: tuple[str, ...]
+    label_column: str = "label"
+    index_column: str = "idx"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str  # canonical lower-case name, e.g. "rte"
+    display: str  # the name GLUE prints, e.g. "RTE"
+    kind: TaskKind
+    text_columns: tuple[str, ...]  # one column, or two for a sentence pair
+    label_column: str | None
+    labels: tuple[str, ...]  # label values as the files write them; () for regression
+    splits: dict[str, SplitFile]
+    metrics: tuple[str, ...]
+    primary_metric: str
+    dev_splits: tuple[str, ...] = ("dev",)
+    test_splits: tuple[str, ...] = ("test",)
+    aliases: tuple[str, ...] = ()
+    index_column: str | None = None  # the id written into submission files
+    format: Literal["tsv", "csv", "jsonl"] = "tsv"
+    head: str | None = None  # predict with another task's head (AX uses MNLI's)
+    in_bam_average: bool = True
+    # GLUE leaderboard file per test split, e.g. {"test": "RTE.tsv"}.
+    submission_files: dict[str, str] = field(default_factory=dict)
+    hub: HubSource | None = None
+    # Folder that relative split paths are resolved against; None means the data folder.
+    root: str | None = None
+
+    @property
+    def num_outputs(self) -> int:
+        return 1 if self.kind == "regression" else len(self.labels)
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.text_columns) == 2
+
+    @property
+    def head_name(self) -> str:
+        return self.head or self.name
+
+    @property
+    def trainable(self) -> bool:
+        return "train" in self.splits and self.head is None
