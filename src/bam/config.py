@@ -1,0 +1,197 @@
+"""One strict configuration object for every training stage, read from YAML and ``key=value``.
+
+Teachers, the multi-task baseline and the BAM student are all a :class:`TrainConfig`; they differ
+only in their values (tasks, learning rate, where targets come from, the λ schedule). Keys have
+the same names in YAML files and on the command line; an unknown key or a value of the wrong type
+is a :class:`BamError` naming the key, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bam.errors import BamError
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training stage needs. Defaults are the paper's teacher settings."""
+
+    tasks: list[str] = field(default_factory=lambda: ["rte"])
+    model: str = "minilm-l6"  # packaged default, a hub id, or a local folder
+    random_init: bool = False  # start from the encoder's config, not its weights (tests, smoke)
+    encoder_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {num_hidden_layers: 2}
+    trust_remote_code: bool = False
+    data_dir: str | None = None  # None: the vendored GLUE copy; "hub": nyu-mll/glue via datasets
+    max_length: int = 128
+    train_cap: dict[str, int] = field(default_factory=dict)  # task -> rows kept (chosen by seed)
+    both_orders: list[str] = field(default_factory=list)  # pair tasks also trained as (b, a)
+    learning_rate: float = 5e-5
+    layerwise_decay: float = 0.9  # lr = base * decay^(depth from the top); 1.0 turns it off
+    batch_size: int = 32
+    epochs: float = 3.0
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    dropout: float = 0.1
+    sampling_alpha: float = 0.75  # task drawn with probability ∝ |D|^alpha
+    lambda_schedule: str = "gold"  # linear | constant | gold | teacher
+    lambda_constant: float = 0.5
+    temperature: float = 1.0
+    teacher_outputs: dict[str, list[str]] = field(default_factory=dict)  # task -> files (ensemble)
+    eval_every: int = 0  # steps between dev evaluations; 0: at each epoch end
+    checkpoint_every: int = 200  # steps between resumable checkpoints; 0: epoch ends only
+    keep_best: bool = True  # keep the checkpoint with the best dev average, not the last
+    eval_batch_size: int = 128
+    seed: int = 13
+    num_threads: int = 0  # torch intra-op threads; 0 leaves torch's default
+    log_with: list[str] = field(default_factory=lambda: ["tensorboard"])
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted where floats are expected."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key, source)
+            except BamError:
+                continue
+        raise BamError(f"{source}: {key} must be {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        (item_type,) = typing.get_args(tp)
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            value = [value]  # a single value where a list is expected: `tasks=rte`
+        if not isinstance(value, list):
+            raise BamError(f"{source}: {key} must be a list, got {value!r}")
+        return [_coerce(v, item_type, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict:
+        key_type, value_type = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise BamError(f"{source}: {key} must be a mapping, got {value!r}")
+        return {
+            _coerce(k, key_type, key, source): _coerce(v, value_type, f"{key}.{k}", source)
+            for k, v in value.items()
+        }
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML reads "1e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise BamError(f"{source}: {key} must be {_type_name(tp)}, got {value!r}")
+
+
+def build_dataclass(cls: type, values: dict[str, Any], source: str, prefix: str = "") -> Any:
+    """Make ``cls`` from a mapping, refusing unknown keys and wrong types with the key's name."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in hints:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            raise BamError(f"{source}: unknown key {prefix}{key}{hint}")
+        if dataclasses.is_dataclass(hints[key]):
+            if not isinstance(value, dict):
+                raise BamError(f"{source}: {prefix}{key} must be a mapping, got {value!r}")
+            kwargs[key] = build_dataclass(hints[key], value, source, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}", source)
+    return cls(**kwargs)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["a.b=1", "tasks=[rte, mrpc]"]`` → ``{"a": {"b": 1}, "tasks": ["rte", "mrpc"]}`` (YAML values)."""
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise BamError(f"override {pair!r}: expected key=value")
+        key, raw = pair.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        node = result
+        *parents, leaf = key.strip().split(".")
+        for parent in parents:
+            node = node.setdefault(parent, {})
+            if not isinstance(node, dict):
+                raise BamError(f"override {pair!r}: {parent} is not a section")
+        node[leaf] = value
+    return result
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BamError(f"{path}: config file not found") from None
+    except UnicodeDecodeError:
+        raise BamError(f"{path}: not UTF-8 text") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise BamError(f"{path}{where}: invalid YAML ({getattr(err, 'problem', err)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise BamError(f"{path}: expected a mapping of keys to values at the top level")
+    return data
+
+
+def load_train_config(config_file: str | None, overrides: list[str], base: dict[str, Any]) -> TrainConfig:
+    """Defaults < ``base`` (CLI flags) < config file < ``key=value`` overrides."""
+    values = dict(base)
+    if config_file:
+        values = deep_merge(values, read_yaml(config_file))
+    source = config_file or "command line"
+    merged = deep_merge(values, parse_overrides(overrides))
+    return build_dataclass(TrainConfig, merged, source)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)

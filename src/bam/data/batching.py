@@ -1,0 +1,100 @@
+"""Which examples go into which batch: task sampling, length grouping and padding.
+
+An epoch's plan is a pure function of (seed, epoch), so a resumed run replays exactly the batches
+an uninterrupted one would have seen. Each example slot of an epoch draws its task with
+probability ∝ |D_τ|^α; each task serves its rows from shuffled passes over its data. Rows are then
+grouped by length (sorted inside chunks of ``group_batches`` batches) so padding stays small, and
+the batches are shuffled, so each batch mixes tasks of similar length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from bam.data.features import Features
+
+
+def task_shares(sizes: dict[str, int], alpha: float) -> dict[str, float]:
+    """Sampling probability of each task: |D_τ|^α normalised (α=0 uniform, α=1 proportional)."""
+    weights = {task: float(size) ** alpha for task, size in sizes.items()}
+    total = sum(weights.values())
+    return {task: weight / total for task, weight in weights.items()}
+
+
+@dataclass(frozen=True)
+class PlannedBatch:
+    task_ids: np.ndarray  # index of each example's task
+    rows: np.ndarray  # each example's row in its task's data
+
+
+def _task_stream(size: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` rows from consecutive shuffled passes over a task of ``size`` rows."""
+    passes = -(-count // size)
+    return np.concatenate([rng.permutation(size) for _ in range(passes)])[:count]
+
+
+def epoch_plan(
+    lengths: list[np.ndarray],
+    batch_size: int,
+    alpha: float,
+    seed: int,
+    epoch: int,
+    group_batches: int = 50,
+) -> list[PlannedBatch]:
+    """The batches of one epoch: as many examples as all tasks together, tasks drawn ∝ |D|^α."""
+    rng = np.random.default_rng([seed, epoch])
+    sizes = np.array([len(x) for x in lengths], dtype=np.int64)
+    total = int(sizes.sum())
+    shares = np.array(list(task_shares(dict(enumerate(sizes)), alpha).values()))
+    counts = rng.multinomial(total, shares) if len(sizes) > 1 else sizes
+    task_ids = np.concatenate([np.full(c, t, dtype=np.int64) for t, c in enumerate(counts)])
+    rows = np.concatenate([_task_stream(int(sizes[t]), int(c), rng) for t, c in enumerate(counts)])
+    order = rng.permutation(total)
+    task_ids, rows = task_ids[order], rows[order]
+    example_lengths = np.array([lengths[t][r] for t, r in zip(task_ids, rows, strict=True)])
+    batches = []
+    chunk = batch_size * group_batches
+    for start in range(0, total, chunk):
+        part = slice(start, start + chunk)
+        by_length = np.argsort(-example_lengths[part], kind="stable")
+        chunk_tasks, chunk_rows = task_ids[part][by_length], rows[part][by_length]
+        for b in range(0, len(by_length), batch_size):
+            batches.append(PlannedBatch(chunk_tasks[b : b + batch_size], chunk_rows[b : b + batch_size]))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def steps_per_epoch(sizes: list[int], batch_size: int, group_batches: int = 50) -> int:
+    """Number of batches :func:`epoch_plan` yields (full chunks plus a shorter last one)."""
+    total = sum(sizes)
+    chunk = batch_size * group_batches
+    full, rest = divmod(total, chunk)
+    return full * group_batches + -(-rest // batch_size)
+
+
+def inference_order(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Rows sorted longest first and cut into batches: padding is minimal and peak memory known early."""
+    order = np.argsort(-lengths, kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def collate(
+    features: list[Features], task_ids: np.ndarray, rows: np.ndarray, pad_id: int
+) -> dict[str, torch.Tensor]:
+    """Pad a batch to its longest row (dynamic padding)."""
+    pieces = [features[t].row(int(r)) for t, r in zip(task_ids, rows, strict=True)]
+    width = max(len(ids) for ids, _ in pieces)
+    input_ids = np.full((len(pieces), width), pad_id, dtype=np.int64)
+    token_types = np.zeros((len(pieces), width), dtype=np.int64)
+    mask = np.zeros((len(pieces), width), dtype=np.int64)
+    for i, (ids, types) in enumerate(pieces):
+        input_ids[i, : len(ids)] = ids
+        token_types[i, : len(ids)] = types
+        mask[i, : len(ids)] = 1
+    return {
+        "input_ids": torch.from_numpy(input_ids),
+        "attention_mask": torch.from_numpy(mask),
+        "token_type_ids": torch.from_numpy(token_types),
+    }

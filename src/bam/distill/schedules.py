@@ -1,0 +1,42 @@
+"""Teacher-annealing schedules: λ, the weight on the gold label, as a function of training progress.
+
+BAM mixes the target as ``λ·gold + (1−λ)·teacher``. Annealing λ from 0 to 1 lets the student learn
+from its teachers early and from the gold labels by the end, so it can surpass the teachers
+(Clark et al., 2019, §3). The other schedules are the paper's baselines and ablations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bam.errors import BamError
+
+# fn(step, total_steps, constant) -> λ before clipping to [0, 1].
+LambdaFn = Callable[[int, int, float], float]
+
+
+def _linear(step: int, total_steps: int, constant: float) -> float:
+    # Over ALL steps, warm-up included; a zero-length run is treated as already finished.
+    return step / total_steps if total_steps > 0 else 1.0
+
+
+LAMBDA_SCHEDULES: dict[str, LambdaFn] = {
+    "linear": _linear,  # teacher annealing: 0 at step 0, 1 at the last step
+    "constant": lambda step, total, constant: constant,  # ablation: fixed mix (default 0.5)
+    "gold": lambda step, total, constant: 1.0,  # plain multi-task training
+    "teacher": lambda step, total, constant: 0.0,  # pure distillation
+}
+
+
+def lambda_at(schedule: str, step: int, total_steps: int, constant: float = 0.5) -> float:
+    """λ (weight on the gold label, in [0, 1]) at ``step`` of ``total_steps`` under ``schedule``.
+
+    ``constant`` is only read by the ``constant`` schedule, where λ equals it.
+    """
+    fn = LAMBDA_SCHEDULES.get(schedule)
+    if fn is None:
+        valid = ", ".join(sorted(LAMBDA_SCHEDULES))
+        raise BamError(f"unknown teacher-annealing schedule {schedule!r} (valid: {valid})")
+    if schedule == "constant" and not 0.0 <= constant <= 1.0:
+        raise BamError(f"constant teacher-annealing λ must be in [0, 1], got {constant}")
+    return min(1.0, max(0.0, float(fn(step, total_steps, constant))))

