@@ -1,0 +1,218 @@
+"""The ``bam`` command: parses arguments, calls the library, turns known errors into one line.
+
+Every :class:`BamError` ends as ``bam: error: <message>`` on stderr with exit status 2; no
+traceback reaches the user for problems they can fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from bam.errors import BamError
+
+log = logging.getLogger("bam")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    group.add_argument("-v", "--verbose", action="store_true", help="debug logging, library progress too")
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not args.verbose:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+        import datasets
+
+        datasets.utils.logging.disable_progress_bar()
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from bam.config import load_train_config
+    from bam.train.loop import is_trained, train
+
+    base: dict = {}
+    if args.task:
+        base["tasks"] = args.task
+    if args.model:
+        base["model"] = args.model
+    if args.data_dir:
+        base["data_dir"] = args.data_dir
+    if args.trust_remote_code:
+        base["trust_remote_code"] = True
+    config = load_train_config(args.config, args.overrides, base)
+    output = Path(args.output)
+    _guard_output(output, args.overwrite, marker="train_config.json")
+    if is_trained(output) and not args.overwrite:
+        log.info("%s: already trained (use --overwrite to train again)", output)
+        return
+    result = train(config, output, quiet=args.quiet)
+    print(json.dumps({"output": str(output), "dev": result.dev, "examples_per_second": round(result.examples_per_second, 1)}, indent=2))
+
+
+def _guard_output(output: Path, overwrite: bool, marker: str) -> None:
+    """A non-empty folder that is not ours is never written into without --overwrite."""
+    import shutil
+
+    if output.exists() and any(output.iterdir()):
+        ours = (output / marker).is_file()
+        if overwrite:
+            shutil.rmtree(output)
+        elif not ours:
+            raise BamError(f"{output}: folder is not empty and holds no bam output; use --overwrite to replace it")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from bam.evaluate import evaluate, load_eval_splits, summarize
+    from bam.fileio import atomic_write_json
+    from bam.model import load_bam_model
+    from bam.tasks import get_task
+
+    model_dir = _model_dir(args.model)
+    model, tokenizer, meta = load_bam_model(model_dir, trust_remote_code=args.trust_remote_code)
+    names = args.task or list(model.head_specs)
+    tasks = [get_task(n) for n in names]
+    max_length = meta.get("train_config", {}).get("max_length", 128)
+    splits = load_eval_splits(tasks, args.data_dir, tokenizer, max_length)
+    results = evaluate(model, splits, tokenizer.pad_token_id or 0, args.batch_size)
+    report = {"model": str(model_dir), "metrics": results, **summarize(results, tasks)}
+    out = Path(args.output) if args.output else model_dir.parent / "eval_results.json"
+    atomic_write_json(out, report)
+    print(json.dumps(report, indent=2))
+
+
+def _model_dir(path: str) -> Path:
+    """Accept a model folder or a training output folder that holds ``model/``."""
+    folder = Path(path)
+    if not folder.exists():
+        raise BamError(f"{folder}: no such model folder")
+    return folder / "model" if (folder / "model" / "bam_model.json").is_file() else folder
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from bam.pipeline import run
+    from bam.report.tables import format_table
+    from bam.run_config import load_run_config
+
+    config = load_run_config(args.preset, args.config, args.overrides)
+    if args.dry_run:
+        from bam.plan import describe_plan
+
+        print(describe_plan(config))
+        return
+    name = args.preset or (Path(args.config).stem if args.config else "demo")
+    output = Path(args.output or Path("runs") / name)
+    results = run(config, output, quiet=args.quiet, overwrite=args.overwrite)
+    print(format_table(results["methods"], markdown=False))
+    print(f"\nresults: {output / 'results.json'}\nreport:  {output / 'report.md'}")
+
+
+def cmd_data_inspect(args: argparse.Namespace) -> None:
+    from bam.data.inspect import format_inspect_table, inspect_data_dir
+
+    report = inspect_data_dir(args.dir)
+    print(json.dumps(report, indent=2) if args.json else format_inspect_table(report))
+
+
+def cmd_data_download(args: argparse.Namespace) -> None:
+    from bam.data.download import download_glue
+
+    written = download_glue(args.out, args.task or None)
+    print("\n".join(str(p) for p in written))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bam",
+        description="Born-Again Multi-task networks: train teachers, distil them into one multi-task "
+        "student with teacher annealing, and compare Single vs Multi vs BAM.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="the whole comparison: teachers, Multi, BAM (default: the demo preset)")
+    p.add_argument("--preset", help="a built-in preset: demo (default), smoke, glue5-cpu, glue-paper")
+    p.add_argument("--config", help="a YAML run config (layered over the preset)")
+    p.add_argument("--output", help="run folder (default runs/<preset>)")
+    p.add_argument("--dry-run", action="store_true", help="validate and print the plan, train nothing")
+    p.add_argument("--overwrite", action="store_true", help="replace a folder that holds something else")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. student.epochs=2 seeds=[1,2,3]")
+    _common(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("train", help="fine-tune one model on one or more tasks")
+    p.add_argument("--task", action="append", help="GLUE task name or custom-task YAML (repeatable)")
+    p.add_argument("--model", help="minilm-l6 (packaged), a hub id, or a local folder")
+    p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--data-dir", help="GLUE folder, or 'hub' (default: the vendored copy)")
+    p.add_argument("--config", help="YAML file of training settings")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow code from the model's hub repo")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. learning_rate=3e-5 epochs=2")
+    _common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="dev-set metrics of a trained model, as JSON")
+    p.add_argument("--model", required=True, help="model folder (or a training output folder)")
+    p.add_argument("--task", action="append", help="tasks to evaluate (default: all of the model's)")
+    p.add_argument("--data-dir", help="GLUE folder, or 'hub' (default: the vendored copy)")
+    p.add_argument("--output", help="JSON file to write (default: eval_results.json beside the model)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--trust-remote-code", action="store_true")
+    _common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    data = sub.add_parser("data", help="inspect or download GLUE data").add_subparsers(
+        dest="data_command", required=True, metavar="SUBCOMMAND"
+    )
+    p = data.add_parser("inspect", help="rows and label counts of every GLUE file in a folder")
+    p.add_argument("dir", help="a folder in the official glue_data layout")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _common(p)
+    p.set_defaults(func=cmd_data_inspect)
+    p = data.add_parser("download", help="fetch the official GLUE files, verifying every checksum")
+    p.add_argument("--out", required=True, help="destination folder")
+    p.add_argument("--task", action="append", help="only these tasks (repeatable)")
+    _common(p)
+    p.set_defaults(func=cmd_data_download)
+
+    for register in _extra_commands():
+        register(sub, _common)
+    return parser
+
+
+def _extra_commands() -> list[Callable]:
+    """Commands defined next to the code they drive (predict, submit, export, report)."""
+    from bam.cli_extra import COMMANDS
+
+    return COMMANDS
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args)
+    try:
+        args.func(args)
+    except BamError as err:
+        print(f"bam: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bam: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

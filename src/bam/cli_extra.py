@@ -1,0 +1,5 @@
+"""Commands for what comes after training: predict, submit, export, report."""
+
+from __future__ import annotations
+
+COMMANDS: list = []

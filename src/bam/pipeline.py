@@ -1,0 +1,171 @@
+"""``bam run``: teachers → teacher outputs → students → one comparison table.
+
+Each stage lives in ``DIR/stages/<name>-<fingerprint>/`` where the fingerprint covers everything
+that produced it (its full training configuration, and for students the teacher outputs they
+read). A second run with the same configuration reuses every finished stage; a changed setting
+gets a new fingerprint, so only the stages that depend on it run again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import statistics
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bam.config import TrainConfig, config_to_dict
+from bam.data.features import load_or_tokenize
+from bam.data.prepare import training_examples
+from bam.distill.store import OUTPUT_KIND, load_teacher_outputs, save_teacher_outputs
+from bam.errors import BamError
+from bam.fileio import atomic_write_json, fingerprint, sha256_file
+from bam.inference import predict_outputs
+from bam.model import MODEL_FILE, load_bam_model
+from bam.run_config import RunConfig
+from bam.tasks import get_task
+from bam.tasks.metrics import bam_average
+from bam.train.loop import DONE_FILE, MODEL_DIR, is_trained, train
+
+log = logging.getLogger("bam")
+RUN_FILE = "bam_run.json"
+
+
+def stage_dir(root: Path, name: str, config: TrainConfig, extra: Any = None) -> Path:
+    key = fingerprint({"train": config_to_dict(config), "extra": extra})
+    return root / "stages" / f"{name}-{key}"
+
+
+def _run_stage(folder: Path, config: TrainConfig, quiet: bool, timings: dict[str, float]) -> dict[str, Any]:
+    """Train unless a finished stage is already there; return its dev summary."""
+    if not is_trained(folder):
+        started = time.perf_counter()
+        if not quiet:
+            log.info("stage %s: training %s", folder.name, ",".join(config.tasks))
+        train(config, folder, quiet=quiet)
+        timings[folder.name] = time.perf_counter() - started
+    elif not quiet:
+        log.info("stage %s: cached", folder.name)
+    return json.loads((folder / DONE_FILE).read_text())["dev"]
+
+
+def record_teacher_outputs(teacher_dir: Path, student: TrainConfig, task_name: str) -> Path:
+    """The teacher's outputs on the student's training rows, cached next to the teacher."""
+    task = get_task(task_name)
+    examples = training_examples(
+        task, student.data_dir, student.train_cap.get(task.name), task.name in student.both_orders
+    )
+    model_dir = teacher_dir / MODEL_DIR
+    teacher_hash = sha256_file(model_dir / MODEL_FILE)
+    path = teacher_dir / f"outputs-{fingerprint(examples.fingerprint())}.safetensors"
+    try:
+        load_teacher_outputs(
+            path, task=task.name, split="train", examples_fingerprint=examples.fingerprint(),
+            rows=len(examples), teacher_hash=teacher_hash,
+        )
+        return path
+    except BamError:
+        pass  # missing, stale or damaged: record again
+    model, tokenizer, meta = load_bam_model(model_dir)
+    max_length = meta["train_config"]["max_length"]
+    features = load_or_tokenize(examples, tokenizer, max_length)
+    pad_id = tokenizer.pad_token_id or 0
+    outputs = predict_outputs(model, features, task.head_name, pad_id, batch_size=256)
+    save_teacher_outputs(
+        path, outputs, task=task.name, split="train", examples_fingerprint=examples.fingerprint(),
+        teacher_hash=teacher_hash, tokenizer=tokenizer.name_or_path, max_length=max_length,
+        kind=OUTPUT_KIND[task.kind],
+    )
+    return path
+
+
+def _scores(summary: dict[str, Any]) -> dict[str, float]:
+    return {**summary["scores"], "avg": summary["bam_avg"]}
+
+
+def run_seed(config: RunConfig, root: Path, seed: int, quiet: bool, timings: dict[str, float]) -> dict[str, Any]:
+    """Every method of one seed: ``{method: {task: score, "avg": score}}`` plus stage folders."""
+    teachers: dict[str, list[Path]] = {}
+    single: dict[str, Any] = {"scores": {}}
+    for task in config.tasks:
+        for member in range(config.teachers_per_task):
+            teacher = config.teacher_config(task, seed + 1000 * member)
+            folder = stage_dir(root, f"teacher-{task}-s{teacher.seed}", teacher)
+            summary = _run_stage(folder, teacher, quiet, timings)
+            teachers.setdefault(task, []).append(folder)
+            if member == 0:
+                single["scores"].update(summary["scores"])
+    methods: dict[str, dict[str, float]] = {}
+    stages: dict[str, list[str]] = {"single": [str(p) for ps in teachers.values() for p in ps]}
+    for method in config.methods:
+        if method == "single":
+            methods["single"] = {**single["scores"], "avg": bam_average(single["scores"])}
+            continue
+        groups = [[t] for t in config.tasks] if config.per_task(method) else [list(config.tasks)]
+        merged: dict[str, float] = {}
+        for tasks in groups:
+            student = config.student_config(method, tasks, seed)
+            if student.lambda_schedule != "gold":
+                student.teacher_outputs = {
+                    t: [str(record_teacher_outputs(folder, student, t)) for folder in teachers[t]] for t in tasks
+                }
+            hashes = {t: [sha256_file(p) for p in files] for t, files in student.teacher_outputs.items()}
+            folder = stage_dir(root, f"{method}-{'-'.join(tasks) if len(groups) > 1 else 'all'}-s{seed}", student, hashes)
+            summary = _run_stage(folder, student, quiet, timings)
+            merged.update(summary["scores"])
+            stages.setdefault(method, []).append(str(folder))
+        methods[method] = {**merged, "avg": bam_average(merged)}
+    return {"methods": methods, "stages": stages}
+
+
+def median_table(per_seed: dict[int, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Median over seeds of every method × task score (the paper reports medians)."""
+    first = next(iter(per_seed.values()))
+    return {
+        method: {key: statistics.median(run[method][key] for run in per_seed.values()) for key in scores}
+        for method, scores in first.items()
+    }
+
+
+def check_output_dir(root: Path, overwrite: bool) -> None:
+    """Refuse a folder that holds something other than a bam run, unless told to overwrite."""
+    if root.exists() and any(root.iterdir()) and not (root / RUN_FILE).is_file():
+        if not overwrite:
+            raise BamError(f"{root}: folder is not empty and holds no bam run; use --overwrite to replace it")
+        shutil.rmtree(root)
+
+
+def run(config: RunConfig, root: str | Path, *, quiet: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Run (or resume) the whole comparison and write ``results.json`` and ``report.md``."""
+    from bam.report.tables import write_report
+
+    root = Path(root)
+    check_output_dir(root, overwrite)
+    atomic_write_json(root / RUN_FILE, {"config": asdict(config)})
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    per_seed = {}
+    stages = {}
+    for seed in config.seeds:
+        outcome = run_seed(config, root, seed, quiet, timings)
+        per_seed[seed] = outcome["methods"]
+        stages[seed] = outcome["stages"]
+        atomic_write_json(root / "seeds" / str(seed) / "results.json", {"metric": "bam_avg", "seed": seed, **outcome})
+    results = {
+        "metric": "bam_avg",
+        "methods": median_table(per_seed),
+        "details": {
+            "seeds": config.seeds,
+            "per_seed": {str(s): m for s, m in per_seed.items()},
+            "stages": {str(s): st for s, st in stages.items()},
+            "stage_seconds": timings,
+            "wall_seconds": time.perf_counter() - started,
+            "config": asdict(config),
+        },
+    }
+    atomic_write_json(root / "results.json", results)
+    write_report(root, results)
+    return results

@@ -1,0 +1,68 @@
+"""The comparison table: results.json → a markdown report and a plain-text table for the terminal."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from bam.fileio import atomic_write_text
+from bam.tasks import GLUE_TASKS
+
+METHOD_NAMES = {"single": "Single (teachers)", "multi": "Multi (gold labels)", "bam": "BAM (teacher annealing)"}
+
+
+def _task_columns(methods: dict[str, dict[str, float]]) -> list[str]:
+    names: list[str] = []
+    for scores in methods.values():
+        names += [k for k in scores if k != "avg" and k not in names]
+    return names
+
+
+def _label(task: str) -> str:
+    return GLUE_TASKS[task].display if task in GLUE_TASKS else task
+
+
+def _cell(value: float | None) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
+
+
+def format_table(methods: dict[str, dict[str, float]], markdown: bool = True) -> str:
+    """Methods as rows, tasks as columns, then BAM's average."""
+    tasks = _task_columns(methods)
+    header = ["method", *[_label(t) for t in tasks], "avg"]
+    rows = [[METHOD_NAMES.get(m, m), *[_cell(s.get(t)) for t in tasks], _cell(s.get("avg"))] for m, s in methods.items()]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines)
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    fmt = lambda row: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))  # noqa: E731
+    return "\n".join([fmt(header), *[fmt(r) for r in rows]])
+
+
+def write_report(root: Path, results: dict[str, Any]) -> Path:
+    """``report.md``: the table (medians over seeds), per-seed tables, and every setting used."""
+    details = results["details"]
+    seeds = details["seeds"]
+    parts = [
+        "# bam run report",
+        "",
+        f"Dev-set scores in percent (CoLA: Matthews corr.; STS-B: Spearman; others: accuracy); "
+        f"`avg` is BAM's average over the tasks run (WNLI excluded). "
+        f"{'Median over seeds ' + ', '.join(map(str, seeds)) if len(seeds) > 1 else f'Seed {seeds[0]}'}.",
+        "",
+        format_table(results["methods"]),
+        "",
+    ]
+    if len(seeds) > 1:
+        for seed, methods in details["per_seed"].items():
+            parts += [f"## Seed {seed}", "", format_table(methods), ""]
+    parts += ["## Time per stage", "", "| stage | seconds |", "|---|---:|"]
+    parts += [f"| {name} | {secs:.0f} |" for name, secs in details["stage_seconds"].items()]
+    parts += [f"| **whole run (this invocation)** | {details['wall_seconds']:.0f} |", ""]
+    parts += ["## Settings", "", "```json", json.dumps(details["config"], indent=2, sort_keys=True), "```", ""]
+    path = root / "report.md"
+    atomic_write_text(path, "\n".join(parts))
+    return path

@@ -1,0 +1,93 @@
+"""The configuration of a whole comparison (``bam run``): shared, teacher and student settings.
+
+Every stage is a :class:`~bam.config.TrainConfig` built from layers: the defaults, then ``train``
+(shared by all stages), then ``teacher`` or ``student``, then a method's own overrides. Methods
+are data: ``single`` is the teachers themselves; any other entry is a student configuration, so
+an ablation is one line (``methods.bam_const: {lambda_schedule: constant}``).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bam.config import TrainConfig, build_dataclass, deep_merge, parse_overrides, read_yaml
+from bam.errors import BamError
+
+TEACHER_DEFAULTS: dict[str, Any] = {"learning_rate": 5e-5, "batch_size": 32, "epochs": 3.0}
+STUDENT_DEFAULTS: dict[str, Any] = {"learning_rate": 1e-4, "batch_size": 128, "epochs": 6.0}
+DEFAULT_METHODS: dict[str, dict[str, Any]] = {
+    "single": {},
+    "multi": {"lambda_schedule": "gold"},
+    "bam": {"lambda_schedule": "linear"},
+}
+PER_TASK_KEY = "per_task"  # a method key: one student per task (Single→Single born-again)
+
+
+@dataclass
+class RunConfig:
+    tasks: list[str] = field(default_factory=lambda: ["rte", "mrpc", "stsb"])
+    seeds: list[int] = field(default_factory=lambda: [13])
+    teachers_per_task: int = 1  # >1: an ensemble of teachers (seeds seed, seed+1000, ...)
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig keys for every stage
+    teacher: dict[str, Any] = field(default_factory=dict)  # TrainConfig keys for teachers
+    student: dict[str, Any] = field(default_factory=dict)  # TrainConfig keys for students
+    methods: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(DEFAULT_METHODS))
+    description: str = ""
+
+    def teacher_config(self, task: str, seed: int) -> TrainConfig:
+        values = deep_merge(deep_merge(TEACHER_DEFAULTS, self.train), self.teacher)
+        return build_dataclass(TrainConfig, {**values, "tasks": [task], "seed": seed}, "teacher")
+
+    def student_config(self, method: str, tasks: list[str], seed: int) -> TrainConfig:
+        overrides = {k: v for k, v in self.methods[method].items() if k != PER_TASK_KEY}
+        values = deep_merge(deep_merge(deep_merge(STUDENT_DEFAULTS, self.train), self.student), overrides)
+        return build_dataclass(TrainConfig, {**values, "tasks": tasks, "seed": seed}, f"methods.{method}")
+
+    def per_task(self, method: str) -> bool:
+        return bool(self.methods[method].get(PER_TASK_KEY, False))
+
+    def validate(self) -> None:
+        """Build every stage's config once, so a typo fails before hours of training."""
+        if not self.tasks:
+            raise BamError("tasks: at least one task is needed")
+        if not self.seeds:
+            raise BamError("seeds: at least one seed is needed")
+        if self.teachers_per_task < 1:
+            raise BamError("teachers_per_task must be at least 1")
+        for method, overrides in self.methods.items():
+            if method == "single":
+                if overrides:
+                    raise BamError("methods.single takes no settings (it is the teachers; use `teacher`)")
+                continue
+            if not isinstance(overrides, dict):
+                raise BamError(f"methods.{method} must be a mapping of settings")
+            if PER_TASK_KEY in overrides and not isinstance(overrides[PER_TASK_KEY], bool):
+                raise BamError(f"methods.{method}.{PER_TASK_KEY} must be true or false")
+            self.student_config(method, self.tasks, self.seeds[0])
+        self.teacher_config(self.tasks[0], self.seeds[0])
+
+
+def preset_path(name: str) -> Path:
+    path = Path(str(importlib.resources.files("bam") / "presets" / f"{name}.yaml"))
+    if not path.is_file():
+        available = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise BamError(f"unknown preset {name!r} (available: {', '.join(available)})")
+    return path
+
+
+def load_run_config(preset: str | None, config_file: str | None, overrides: list[str]) -> RunConfig:
+    """Preset < config file < ``key=value`` overrides; with neither preset nor file, the demo."""
+    values: dict[str, Any] = {}
+    if preset or not config_file:
+        values = read_yaml(preset_path(preset or "demo"))
+    if config_file:
+        values = deep_merge(values, read_yaml(config_file))
+    values = deep_merge(values, parse_overrides(overrides))
+    if "methods" in values and values["methods"] is None:
+        values["methods"] = {}
+    config: RunConfig = build_dataclass(RunConfig, values, config_file or f"preset {preset or 'demo'}")
+    config.validate()
+    return config
