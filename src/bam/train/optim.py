@@ -65,5 +65,5 @@ def build_optimizer(
 def build_scheduler(
     optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    warmup = int(round(total_steps * warmup_fraction))
+    warmup = round(total_steps * warmup_fraction)
     return get_linear_schedule_with_warmup(optimizer, warmup, total_steps)

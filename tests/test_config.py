@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import pytest
+
+from bam.config import TrainConfig, load_train_config, parse_overrides
+from bam.errors import BamError
+from bam.run_config import load_run_config
+
+
+def test_overrides_parse_yaml_values_and_nested_keys() -> None:
+    assert parse_overrides(["a.b=1", "tasks=[rte, mrpc]", "x=1e-4", "name=hi"]) == {
+        "a": {"b": 1},
+        "tasks": ["rte", "mrpc"],
+        "x": "1e-4",
+        "name": "hi",
+    }
+
+
+def test_train_config_layers_file_then_overrides(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("learning_rate: 2.0e-5\nbatch_size: 16\ntrain_cap: {rte: 100}\n")
+    config = load_train_config(str(path), ["batch_size=8", "learning_rate=1e-4"], {"tasks": ["mrpc"]})
+    assert config.batch_size == 8
+    assert config.learning_rate == pytest.approx(1e-4)  # YAML reads 1e-4 as a string; accepted
+    assert config.train_cap == {"rte": 100}
+    assert config.tasks == ["mrpc"]
+    assert config.epochs == TrainConfig().epochs
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("learnin_rate=1", "unknown key learnin_rate (did you mean learning_rate?)"),
+        ("batch_size=1.5", "batch_size must be int"),
+        ("batch_size=abc", "batch_size must be int"),
+        ("random_init=maybe", "random_init must be bool"),
+        ("train_cap.rte=x", "train_cap.rte must be int"),
+    ],
+)
+def test_bad_keys_and_types_are_refused_by_name(override: str, message: str) -> None:
+    with pytest.raises(BamError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
+        load_train_config(None, [override], {})
+
+
+def test_run_config_presets_validate_and_layer() -> None:
+    config = load_run_config(
+        "smoke", None, ["student.epochs=1", "methods.bam_const={lambda_schedule: constant}"]
+    )
+    assert config.student_config("bam", config.tasks, 1).lambda_schedule == "linear"
+    assert config.student_config("bam_const", config.tasks, 1).lambda_schedule == "constant"
+    assert config.student_config("multi", config.tasks, 1).epochs == 1.0
+    teacher = config.teacher_config("rte", 7)
+    assert (teacher.tasks, teacher.seed, teacher.random_init) == (["rte"], 7, True)
+
+
+def test_run_config_refuses_typos_in_any_section() -> None:
+    with pytest.raises(BamError, match=r"unknown key learning_rat \(did you mean learning_rate\?\)"):
+        load_run_config("smoke", None, ["student.learning_rat=1"])
+    with pytest.raises(BamError, match="unknown key sed"):
+        load_run_config("smoke", None, ["sed=[1]"])
+    with pytest.raises(BamError, match="unknown preset 'nope'"):
+        load_run_config("nope", None, [])

@@ -1,0 +1,122 @@
+"""Encoder families with tiny random configs: forward shapes, layer-wise multipliers, save/load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel, BertConfig, DebertaV2Config, ElectraConfig, RobertaConfig
+
+from bam.model import MODEL_FILE, BamModel, HeadSpec, build_model, load_bam_model, save_bam_model
+from bam.tasks import get_task
+from bam.train.optim import build_optimizer, layerwise_multipliers
+
+SMALL = {
+    "hidden_size": 32,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "vocab_size": 120,
+    "max_position_embeddings": 64,
+}
+FAMILIES = {
+    "bert": lambda: BertConfig(**SMALL),
+    "roberta": lambda: RobertaConfig(**SMALL, pad_token_id=1, type_vocab_size=1),
+    "electra": lambda: ElectraConfig(**SMALL, embedding_size=16),
+    "deberta-v2": lambda: DebertaV2Config(
+        **SMALL, relative_attention=True, position_buckets=8, type_vocab_size=0
+    ),
+}
+HEADS = [
+    HeadSpec.from_task(get_task("rte")),
+    HeadSpec.from_task(get_task("stsb")),
+    HeadSpec.from_task(get_task("mnli")),
+]
+
+
+def _model(family: str) -> BamModel:
+    torch.manual_seed(0)
+    return BamModel(AutoModel.from_config(FAMILIES[family]()), HEADS)
+
+
+def _inputs(batch: int = 3, length: int = 7) -> dict[str, torch.Tensor]:
+    ids = torch.randint(3, 100, (batch, length))
+    mask = torch.ones_like(ids)
+    mask[0, 5:] = 0
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_forward_shapes_and_groups(family: str) -> None:
+    model = _model(family).eval()
+    out = model(**_inputs())
+    assert out["rte"].shape == (3, 2) and out["mnli"].shape == (3, 3) and out["stsb"].shape == (3,)
+    groups = {"rte": torch.tensor([0, 2]), "stsb": torch.tensor([1])}
+    partial = model(**_inputs(), groups=groups)
+    assert set(partial) == {"rte", "stsb"} and partial["rte"].shape == (2, 2)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_layerwise_multipliers_follow_depth(family: str) -> None:
+    model = _model(family)
+    mult = layerwise_multipliers(model, 0.9)
+    n = 3
+    for name, value in mult.items():
+        if name.startswith("heads."):
+            assert value == 1.0
+        elif ".layer.0." in name:
+            assert value == pytest.approx(0.9 ** (n + 2 - 1))
+        elif ".layer.2." in name:
+            assert value == pytest.approx(0.9 ** (n + 2 - 3))
+        elif "word_embeddings" in name:
+            assert value == pytest.approx(0.9 ** (n + 2))
+        elif "pooler" in name:
+            assert value == pytest.approx(0.9)
+    assert set(layerwise_multipliers(model, 1.0).values()) == {1.0}
+
+
+def test_optimizer_groups_carry_scaled_rates_and_no_decay_on_bias_and_norm() -> None:
+    model = _model("bert")
+    optimizer = build_optimizer(model, 1e-4, 0.01, 0.9)
+    mult = layerwise_multipliers(model, 0.9)
+    by_param = {id(p): (g["lr"], g["weight_decay"]) for g in optimizer.param_groups for p in g["params"]}
+    for name, param in model.named_parameters():
+        lr, decay = by_param[id(param)]
+        assert lr == pytest.approx(1e-4 * mult[name])
+        assert decay == (0.0 if param.ndim == 1 else 0.01), name
+
+
+@pytest.mark.parametrize("family", ["bert", "deberta-v2"])
+def test_save_load_round_trip_is_exact(family: str, tmp_path) -> None:
+    from transformers import AutoTokenizer
+
+    from bam.model import resolve_encoder_path
+
+    model = _model(family).eval()
+    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder_path("minilm-l6"))
+    save_bam_model(model, tokenizer, tmp_path / "m", {"note": "x"})
+    loaded, _, meta = load_bam_model(tmp_path / "m")
+    assert meta["note"] == "x"
+    saved = load_file(str(tmp_path / "m" / MODEL_FILE))
+    for name, tensor in loaded.state_dict().items():
+        if name in saved:
+            assert torch.equal(tensor, saved[name]), name
+    inputs = _inputs()
+    for task, out in model(**inputs).items():
+        assert torch.allclose(out, loaded(**inputs)[task], atol=1e-6)
+
+
+def test_packaged_encoder_builds_with_pooler() -> None:
+    model, tokenizer = build_model(
+        "minilm-l6",
+        [get_task("rte")],
+        random_init=True,
+        overrides={
+            "num_hidden_layers": 1,
+            "hidden_size": 32,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+        },
+    )
+    assert model.encoder.pooler is not None
+    assert tokenizer.is_fast
