@@ -45,6 +45,7 @@ GLUE_TASKS: dict[str, TaskSpec] = {
             index_column="index",
             submission_files={"test": "CoLA.tsv"},
             hub=HubSource(HUB, "cola", _STD_HUB_SPLITS, ("sentence",)),
+            expected_rows={"train": 8551, "dev": 1043, "test": 1063},
         ),
         TaskSpec(
             name="sst2",
@@ -60,6 +61,7 @@ GLUE_TASKS: dict[str, TaskSpec] = {
             index_column="index",
             submission_files={"test": "SST-2.tsv"},
             hub=HubSource(HUB, "sst2", _STD_HUB_SPLITS, ("sentence",)),
+            expected_rows={"train": 67349, "dev": 872, "test": 1821},
         ),
         TaskSpec(
             name="mrpc",
@@ -75,6 +77,7 @@ GLUE_TASKS: dict[str, TaskSpec] = {
             index_column="index",
             submission_files={"test": "MRPC.tsv"},
             hub=HubSource(HUB, "mrpc", _STD_HUB_SPLITS, ("sentence1", "sentence2")),
+            expected_rows={"train": 3668, "dev": 408, "test": 1725},
         ),
         TaskSpec(
             name="stsb",
@@ -90,6 +93,7 @@ GLUE_TASKS: dict[str, TaskSpec] = {
             index_column="index",
             submission_files={"test": "STS-B.tsv"},
             hub=HubSource(HUB, "stsb", _STD_HUB_SPLITS, ("sentence1", "sentence2")),
+            expected_rows={"train": 5749, "dev": 1500, "test": 1379},
         ),
         TaskSpec(
             name="qqp",
@@ -105,6 +109,7 @@ GLUE_TASKS: dict[str, TaskSpec] = {
             index_column="id",
             submission_files={"test": "QQP.tsv"},
             hub=HubSource(HUB, "qqp", _STD_HUB_SPLITS, ("question1", "question2")),
+            expected_rows={"train": 363846, "dev": 40430, "test": 390965},
         ),
         TaskSpec(
             name="mnli",
@@ -139,6 +144,13 @@ GLUE_TASKS: dict[str, TaskSpec] = {
                 },
                 ("premise", "hypothesis"),
             ),
+            expected_rows={
+                "train": 392702,
+                "dev_matched": 9815,
+                "dev_mismatched": 9832,
+                "test_matched": 9796,
+                "test_mismatched": 9847,
+            },
         ),
         TaskSpec(
             name="qnli",
@@ -154,6 +166,7 @@ GLUE_TASKS: dict[str, TaskSpec] = {
             index_column="index",
             submission_files={"test": "QNLI.tsv"},
             hub=HubSource(HUB, "qnli", _STD_HUB_SPLITS, ("question", "sentence")),
+            expected_rows={"train": 104743, "dev": 5463, "test": 5463},
         ),
         TaskSpec(
             name="rte",
@@ -169,6 +182,7 @@ GLUE_TASKS: dict[str, TaskSpec] = {
             index_column="index",
             submission_files={"test": "RTE.tsv"},
             hub=HubSource(HUB, "rte", _STD_HUB_SPLITS, ("sentence1", "sentence2")),
+            expected_rows={"train": 2490, "dev": 277, "test": 3000},
         ),
         TaskSpec(
             name="wnli",
@@ -185,6 +199,7 @@ GLUE_TASKS: dict[str, TaskSpec] = {
             in_bam_average=False,
             submission_files={"test": "WNLI.tsv"},
             hub=HubSource(HUB, "wnli", _STD_HUB_SPLITS, ("sentence1", "sentence2")),
+            expected_rows={"train": 635, "dev": 71, "test": 146},
         ),
         TaskSpec(
             name="ax",
@@ -203,6 +218,7 @@ GLUE_TASKS: dict[str, TaskSpec] = {
             in_bam_average=False,
             submission_files={"test": "AX.tsv"},
             hub=HubSource(HUB, "ax", {"test": "test"}, ("premise", "hypothesis")),
+            expected_rows={"test": 1104},
         ),
     )
 }

@@ -59,6 +59,8 @@ class TaskSpec:
     hub: HubSource | None = None
     # Folder that relative split paths are resolved against; None means the data folder.
     root: str | None = None
+    # Rows of the official files, per split: checks downloads, and plans runs without the data.
+    expected_rows: dict[str, int] = field(default_factory=dict)
 
     @property
     def num_outputs(self) -> int:

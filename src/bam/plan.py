@@ -1,0 +1,140 @@
+"""``bam run --dry-run``: check a run config and print what it would do, without training.
+
+Works offline: rows come from the data files when they are here, else from the GLUE table's
+official counts; the model's size comes from its config when it can be read, else from a small
+table of published encoder sizes. FLOPs are an estimate (6 × non-embedding parameters × tokens).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from transformers import AutoConfig
+
+from bam.config import TrainConfig
+from bam.data.batching import steps_per_epoch, task_shares
+from bam.data.prepare import training_examples
+from bam.errors import BamError
+from bam.model import resolve_encoder_path
+from bam.run_config import RunConfig
+from bam.tasks import get_task
+
+# (layers, hidden, intermediate) of common encoders, for planning without network access.
+PUBLISHED_SIZES = {
+    "bert-large-uncased": (24, 1024, 4096),
+    "bert-large-cased": (24, 1024, 4096),
+    "bert-base-uncased": (12, 768, 3072),
+    "bert-base-cased": (12, 768, 3072),
+    "roberta-large": (24, 1024, 4096),
+    "roberta-base": (12, 768, 3072),
+    "google/electra-large-discriminator": (24, 1024, 4096),
+    "google/electra-base-discriminator": (12, 768, 3072),
+    "microsoft/deberta-v3-large": (24, 1024, 4096),
+    "microsoft/deberta-v3-base": (12, 768, 3072),
+}
+FALLBACK_TOKENS = 48  # mean tokens per row assumed for data that is not here
+
+
+@dataclass
+class TaskPlan:
+    name: str
+    rows: int
+    tokens_per_row: float
+    source: str  # "files" or "expected"
+
+
+def _task_plan(task_name: str, config: TrainConfig) -> TaskPlan:
+    task = get_task(task_name)
+    cap = config.train_cap.get(task.name)
+    doubled = 2 if task.name in config.both_orders else 1
+    try:
+        examples = training_examples(task, config.data_dir, cap, task.name in config.both_orders)
+    except BamError:
+        rows = task.expected_rows.get("train")
+        if rows is None:
+            raise
+        rows = min(rows, cap or rows) * doubled
+        return TaskPlan(task.name, rows, FALLBACK_TOKENS, "expected")
+    words = sum(len(t.split()) for column in examples.texts for t in column[:2000])
+    sample = min(len(examples), 2000)
+    tokens = min(config.max_length, 1.3 * words / max(sample, 1) + 1 + len(examples.texts))
+    return TaskPlan(task.name, len(examples), tokens, "files")
+
+
+def non_embedding_parameters(config: TrainConfig) -> tuple[int, str]:
+    """Parameters that cost FLOPs per token (embeddings are lookups), and where the size came from."""
+    try:
+        encoder = AutoConfig.from_pretrained(resolve_encoder_path(config.model), **config.encoder_overrides)
+        layers, hidden, inter = encoder.num_hidden_layers, encoder.hidden_size, encoder.intermediate_size
+        source = "model config"
+    except (OSError, ValueError):
+        if config.model not in PUBLISHED_SIZES:
+            raise BamError(
+                f"model {config.model!r}: config not available offline and size not known; "
+                "run once with network access or use a local folder"
+            ) from None
+        layers, hidden, inter = PUBLISHED_SIZES[config.model]
+        source = "published size (config not available offline)"
+    per_layer = 4 * hidden * hidden + 2 * hidden * inter + 9 * hidden + inter
+    return layers * per_layer + hidden * hidden, source
+
+
+def _stage_line(label: str, config: TrainConfig, plans: list[TaskPlan], params: int) -> tuple[str, float]:
+    rows = [p.rows for p in plans]
+    steps = max(1, math.ceil(config.epochs * steps_per_epoch(rows, config.batch_size)))
+    tokens = config.epochs * sum(p.rows * p.tokens_per_row for p in plans)
+    flops = 6 * params * tokens
+    checkpoints = steps // config.checkpoint_every if config.checkpoint_every else 0
+    return (
+        f"  {label:<28} rows {sum(rows):>8,}  steps {steps:>7,}  batch {config.batch_size:>4}  "
+        f"lr {config.learning_rate:.0e}  λ {config.lambda_schedule:<8} checkpoints {checkpoints:>4}  "
+        f"~{flops / 1e15:,.2f} PFLOP",
+        flops,
+    )
+
+
+def describe_plan(config: RunConfig) -> str:
+    seed = config.seeds[0]
+    teacher = config.teacher_config(config.tasks[0], seed)
+    params, size_source = non_embedding_parameters(teacher)
+    lines = [
+        f"plan: {len(config.tasks)} tasks × {len(config.seeds)} seed(s), "
+        f"{config.teachers_per_task} teacher(s) per task; model {teacher.model} "
+        f"({params / 1e6:,.0f}M non-embedding parameters, {size_source})",
+        "",
+        "tasks (training rows as the students see them):",
+    ]
+    any_student = next((m for m in config.methods if m != "single"), None)
+    student = config.student_config(any_student, config.tasks, seed) if any_student else teacher
+    plans = {name: _task_plan(name, student) for name in config.tasks}
+    shares = task_shares({n: p.rows for n, p in plans.items()}, student.sampling_alpha)
+    for name, plan in plans.items():
+        lines.append(
+            f"  {name:<6} rows {plan.rows:>8,} ({plan.source})  ~{plan.tokens_per_row:.0f} tokens/row  "
+            f"sampling share {100 * shares[name]:5.1f}% (α={student.sampling_alpha})"
+        )
+    lines += ["", "stages per seed:"]
+    total = 0.0
+    for name in config.tasks:
+        for member in range(config.teachers_per_task):
+            cfg = config.teacher_config(name, seed + 1000 * member)
+            line, flops = _stage_line(f"teacher {name} s{cfg.seed}", cfg, [_task_plan(name, cfg)], params)
+            lines.append(line)
+            total += flops
+    for method in config.methods:
+        if method == "single":
+            continue
+        groups = [[t] for t in config.tasks] if config.per_task(method) else [list(config.tasks)]
+        for tasks in groups:
+            cfg = config.student_config(method, tasks, seed)
+            line, flops = _stage_line(f"{method} {'+'.join(tasks)}", cfg, [plans[t] for t in tasks], params)
+            lines.append(line)
+            total += flops
+    lines += [
+        "",
+        f"estimated training compute: ~{total * len(config.seeds) / 1e15:,.1f} PFLOP for all seeds "
+        "(6 × non-embedding parameters × tokens; padding, attention and evaluation not counted)",
+        f"methods compared: {', '.join(config.methods)}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,54 @@
+"""`bam run`: the smoke preset end to end, stage reuse, and the offline dry run of the paper recipe."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bam.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_smoke_run_writes_all_methods_and_reuses_stages(tmp_path, capsys) -> None:
+    out = tmp_path / "smoke"
+    assert main(["run", "--preset", "smoke", "--output", str(out), "--quiet"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["metric"] == "bam_avg"
+    assert set(results["methods"]) == {"single", "multi", "bam"}
+    for scores in results["methods"].values():
+        assert set(scores) == {"rte", "stsb", "avg"}
+        assert scores["avg"] == pytest.approx((scores["rte"] + scores["stsb"]) / 2)
+    report = (out / "report.md").read_text()
+    assert "BAM (teacher annealing)" in report and '"lambda_schedule": "linear"' in report
+    printed = capsys.readouterr().out
+    assert "Single (teachers)" in printed
+
+    stages = sorted(p.name for p in (out / "stages").iterdir())
+    assert len(stages) == 4  # two teachers, multi, bam
+    # Teacher outputs were recorded for the BAM student and checked against its rows.
+    assert list((out / "stages").glob("teacher-rte-*/outputs-*.safetensors"))
+
+    # Same config again: every stage is reused, results are identical.
+    assert main(["run", "--preset", "smoke", "--output", str(out), "--quiet"]) == 0
+    again = json.loads((out / "results.json").read_text())
+    assert again["methods"] == results["methods"]
+    assert again["details"]["stage_seconds"] == {}
+
+    # A student-only change re-runs the students, not the teachers.
+    assert main(["run", "--preset", "smoke", "--output", str(out), "--quiet", "student.epochs=1"]) == 0
+    changed = json.loads((out / "results.json").read_text())
+    rerun = set(changed["details"]["stage_seconds"])
+    assert rerun and all(not name.startswith("teacher-") for name in rerun)
+    assert changed["methods"]["single"] == results["methods"]["single"]
+
+
+def test_paper_recipe_dry_run_works_offline(capsys) -> None:
+    assert main(["run", "--preset", "glue-paper", "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "bert-large-uncased" in plan and "published size" in plan
+    for task in ("mnli", "qqp", "qnli", "wnli"):
+        assert f"  {task} " in plan
+    assert "rows  392,702 (expected)" in plan  # MNLI is not here: the official count is used
+    assert "teacher mnli s1" in plan and "bam cola+sst2" in plan
