@@ -17,7 +17,13 @@ METHOD_NAMES = {
 }
 
 
-def _task_columns(methods: dict[str, dict[str, float]]) -> list[str]:
+def ordered(methods: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Single, Multi, BAM first (the paper's order), then any other method by name."""
+    known = [m for m in METHOD_NAMES if m in methods]
+    return {m: methods[m] for m in known + sorted(set(methods) - set(known))}
+
+
+def task_columns(methods: dict[str, dict[str, float]]) -> list[str]:
     names: list[str] = []
     for scores in methods.values():
         names += [k for k in scores if k != "avg" and k not in names]
@@ -34,7 +40,8 @@ def _cell(value: float | None) -> str:
 
 def format_table(methods: dict[str, dict[str, float]], markdown: bool = True) -> str:
     """Methods as rows, tasks as columns, then BAM's average."""
-    tasks = _task_columns(methods)
+    methods = ordered(methods)
+    tasks = task_columns(methods)
     header = ["method", *[_label(t) for t in tasks], "avg"]
     rows = [
         [METHOD_NAMES.get(m, m), *[_cell(s.get(t)) for t in tasks], _cell(s.get("avg"))]
@@ -48,15 +55,19 @@ def format_table(methods: dict[str, dict[str, float]], markdown: bool = True) ->
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         return "\n".join(lines)
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
     def fmt(row):
         return "  ".join(
             c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=False))
         )
+
     return "\n".join([fmt(header), *[fmt(r) for r in rows]])
 
 
 def write_report(root: Path, results: dict[str, Any]) -> Path:
-    """``report.md``: the table (medians over seeds), per-seed tables, and every setting used."""
+    """``report.md``: the table (medians over seeds), per-seed tables, plots, and every setting used."""
+    from bam.report.plots import write_plots  # matplotlib only when a report is written
+
     details = results["details"]
     seeds = details["seeds"]
     parts = [
@@ -75,6 +86,8 @@ def write_report(root: Path, results: dict[str, Any]) -> Path:
     parts += ["## Time per stage", "", "| stage | seconds |", "|---|---:|"]
     parts += [f"| {name} | {secs:.0f} |" for name, secs in details["stage_seconds"].items()]
     parts += [f"| **whole run (this invocation)** | {details['wall_seconds']:.0f} |", ""]
+    plots = write_plots(root, results)
+    parts += ["## Plots", "", *[f"![{p.stem}]({p.name})" for p in plots], ""]
     parts += [
         "## Settings",
         "",

@@ -1,0 +1,127 @@
+"""PNG plots for a run's report: scores per method, dev curves, the λ schedule, sampling shares."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+
+from bam.distill.schedules import lambda_at
+from bam.fileio import atomic_write_bytes
+from bam.report.tables import METHOD_NAMES, ordered, task_columns
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def plot_scores(methods: dict[str, dict[str, float]], path: Path) -> Path:
+    """Grouped bars: one group per task (and the average), one bar per method."""
+    methods = ordered(methods)
+    columns = [*task_columns(methods), "avg"]
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(columns), 3.6))
+    width = 0.8 / max(len(methods), 1)
+    for i, (method, scores) in enumerate(methods.items()):
+        xs = [c + (i - (len(methods) - 1) / 2) * width for c in range(len(columns))]
+        ax.bar(
+            xs, [scores.get(c, float("nan")) for c in columns], width, label=METHOD_NAMES.get(method, method)
+        )
+    ax.set_xticks(range(len(columns)), columns)
+    ax.set_ylabel("dev score (%)")
+    ax.set_title("Dev scores per task and method")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def _stage_runs(stage_dirs: dict[str, list[str]]) -> dict[str, list[dict[str, Any]]]:
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for method, folders in stage_dirs.items():
+        for folder in folders:
+            done = Path(folder) / "train_done.json"
+            if done.is_file():
+                runs.setdefault(method, []).append(json.loads(done.read_text()))
+    return runs
+
+
+def plot_dev_curves(stage_dirs: dict[str, list[str]], path: Path) -> Path:
+    """Dev score of every task over training, one line per method and task."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for method, runs in _stage_runs(stage_dirs).items():
+        for run in runs:
+            history = run.get("history", [])
+            tasks = history[0]["scores"].keys() if history else []
+            for task in tasks:
+                ax.plot(
+                    [h["epoch"] for h in history],
+                    [h["scores"][task] for h in history],
+                    marker="o",
+                    markersize=3,
+                    label=f"{method} · {task}",
+                )
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("dev score (%)")
+    ax.set_title("Dev score during training")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_lambda(methods_config: dict[str, dict[str, Any]], path: Path, steps: int = 200) -> Path:
+    """λ (weight on gold labels) over training for every student method."""
+    fig, ax = plt.subplots(figsize=(5, 3))
+    for method, settings in methods_config.items():
+        if method == "single":
+            continue
+        schedule = settings.get("lambda_schedule", "gold")
+        constant = settings.get("lambda_constant", 0.5)
+        ax.plot(
+            [s / steps for s in range(steps + 1)],
+            [lambda_at(schedule, s, steps, constant) for s in range(steps + 1)],
+            label=f"{method} ({schedule})",
+        )
+    ax.set_xlabel("fraction of training")
+    ax.set_ylabel("λ (weight on gold)")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_title("Teacher-annealing schedule")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_shares(stage_dirs: dict[str, list[str]], path: Path) -> Path | None:
+    """Task sampling shares of the first multi-task student."""
+    for runs in _stage_runs({k: v for k, v in stage_dirs.items() if k != "single"}).values():
+        shares = next((r["shares"] for r in runs if len(r.get("shares", {})) > 1), None)
+        if shares:
+            fig, ax = plt.subplots(figsize=(5, 3))
+            ax.bar(list(shares), [100 * v for v in shares.values()])
+            ax.set_ylabel("share of examples (%)")
+            ax.set_title("Task sampling shares (∝ |D|^α)")
+            ax.grid(axis="y", alpha=0.3)
+            return _save(fig, path)
+    return None
+
+
+def write_plots(root: Path, results: dict[str, Any]) -> list[Path]:
+    """Every plot of a run folder, from its results.json; returns the files written."""
+    details = results["details"]
+    first_seed = str(details["seeds"][0])
+    stages = details.get("stages", {}).get(first_seed, {})
+    written = [
+        plot_scores(results["methods"], root / "plot_scores.png"),
+        plot_dev_curves(stages, root / "plot_dev_curves.png"),
+        plot_lambda(details["config"]["methods"], root / "plot_lambda.png"),
+    ]
+    shares = plot_shares(stages, root / "plot_shares.png")
+    return written + ([shares] if shares else [])
