@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bam.errors import BamError
 from bam.fileio import atomic_write_text
 from bam.tasks import GLUE_TASKS
 
@@ -99,3 +100,19 @@ def write_report(root: Path, results: dict[str, Any]) -> Path:
     path = root / "report.md"
     atomic_write_text(path, "\n".join(parts))
     return path
+
+
+def compare_runs(folders: list[Path]) -> str:
+    """Several runs side by side: one row per run and method, tasks as columns."""
+    rows: dict[str, dict[str, float]] = {}
+    for folder in folders:
+        path = folder / "results.json"
+        if not path.is_file():
+            raise BamError(f"{folder}: no results.json (not a finished bam run)")
+        try:
+            methods = json.loads(path.read_text(encoding="utf-8"))["methods"]
+        except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as err:
+            raise BamError(f"{path}: unreadable results ({type(err).__name__})") from None
+        for method, scores in ordered(methods).items():
+            rows[f"{folder.name} · {METHOD_NAMES.get(method, method)}"] = scores
+    return format_table(rows)
