@@ -1,3 +1,21 @@
 """bam: Born-Again Multi-task networks for NLU on PyTorch and Hugging Face."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+__all__ = ["Predictor", "__version__"]
+
+if TYPE_CHECKING:
+    from bam.predict import Predictor
+
+
+def __getattr__(name: str) -> Any:
+    """``bam.Predictor`` on first use only, so that ``import bam`` does not load torch."""
+    if name == "Predictor":
+        from bam.predict import Predictor
+
+        return Predictor
+    raise AttributeError(f"module 'bam' has no attribute {name!r}")

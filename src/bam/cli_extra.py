@@ -2,4 +2,101 @@
 
 from __future__ import annotations
 
-COMMANDS: list = []
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+AddCommon = Callable[[argparse.ArgumentParser], None]
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from bam.predict import predict_file
+
+    rows = predict_file(
+        args.model,
+        args.task,
+        args.input,
+        args.output,
+        input_format=args.format,
+        text_columns=args.text_column,
+        batch_size=args.batch_size,
+    )
+    if args.output and args.output != "-" and not args.quiet:
+        print(f"{rows} predictions written to {args.output}")
+
+
+def cmd_submit(args: argparse.Namespace) -> None:
+    from bam.report.submit import write_submission
+
+    outcome = write_submission(args.model, args.out, args.data_dir)
+    print(f"{args.out}: {len(outcome['written'])} files: {', '.join(outcome['written'])}")
+    for missing in outcome["missing"]:
+        print(f"  missing {missing['file']}: {missing['reason']}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from bam.report.export import export_hf
+
+    path = export_hf(args.model, args.task, args.out, trust_remote_code=args.trust_remote_code)
+    print(
+        f"{path}: loads with transformers.AutoModelForSequenceClassification.from_pretrained({str(path)!r})"
+    )
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from bam.report.tables import compare_runs, write_report
+
+    folders = [Path(d) for d in args.runs]
+    if len(folders) == 1 and not args.compare_only:
+        results = (
+            json.loads((folders[0] / "results.json").read_text())
+            if (folders[0] / "results.json").is_file()
+            else None
+        )
+        if results is not None:
+            print(f"report: {write_report(folders[0], results)}")
+    print(compare_runs(folders))
+
+
+def register_predict(sub: argparse._SubParsersAction, common: AddCommon) -> None:
+    p = sub.add_parser("predict", help="labels and probabilities for a TSV/CSV/JSONL file or stdin, as JSONL")
+    p.add_argument("--model", required=True, help="model folder (or a training output folder)")
+    p.add_argument("--task", required=True, help="which head: a task name (e.g. rte, ax) or custom-task YAML")
+    p.add_argument("--input", help="input file (default: standard input)")
+    p.add_argument("--output", help="JSONL file to write (default: standard output)")
+    p.add_argument("--format", choices=["tsv", "csv", "jsonl"], help="input format (needed for stdin)")
+    p.add_argument("--text-column", action="append", help="input column(s) holding the text(s)")
+    p.add_argument("--batch-size", type=int, default=64)
+    common(p)
+    p.set_defaults(func=cmd_predict)
+
+
+def register_submit(sub: argparse._SubParsersAction, common: AddCommon) -> None:
+    p = sub.add_parser("submit", help="GLUE leaderboard files (a zip) from a model's test predictions")
+    p.add_argument("--model", required=True, help="model folder (or a training output folder)")
+    p.add_argument("--out", required=True, help="zip file to write, e.g. glue.zip")
+    p.add_argument("--data-dir", help="GLUE folder, or 'hub' (default: the vendored copy)")
+    common(p)
+    p.set_defaults(func=cmd_submit)
+
+
+def register_export(sub: argparse._SubParsersAction, common: AddCommon) -> None:
+    p = sub.add_parser("export", help="one task's head as a plain Hugging Face model folder")
+    p.add_argument("--model", required=True, help="model folder (or a training output folder)")
+    p.add_argument("--task", required=True, help="the task whose head to export")
+    p.add_argument("--out", required=True, help="folder to write")
+    p.add_argument("--trust-remote-code", action="store_true")
+    common(p)
+    p.set_defaults(func=cmd_export)
+
+
+def register_report(sub: argparse._SubParsersAction, common: AddCommon) -> None:
+    p = sub.add_parser("report", help="rewrite a run's report and plots; compare several runs side by side")
+    p.add_argument("runs", nargs="+", help="run folders (each holding results.json)")
+    p.add_argument("--compare-only", action="store_true", help="print the table, write nothing")
+    common(p)
+    p.set_defaults(func=cmd_report)
+
+
+COMMANDS = [register_predict, register_submit, register_export, register_report]

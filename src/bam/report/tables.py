@@ -39,9 +39,9 @@ def _cell(value: float | None) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
 
 
-def format_table(methods: dict[str, dict[str, float]], markdown: bool = True) -> str:
+def format_table(methods: dict[str, dict[str, float]], markdown: bool = True, reorder: bool = True) -> str:
     """Methods as rows, tasks as columns, then BAM's average."""
-    methods = ordered(methods)
+    methods = ordered(methods) if reorder else methods
     tasks = task_columns(methods)
     header = ["method", *[_label(t) for t in tasks], "avg"]
     rows = [
@@ -115,4 +115,4 @@ def compare_runs(folders: list[Path]) -> str:
             raise BamError(f"{path}: unreadable results ({type(err).__name__})") from None
         for method, scores in ordered(methods).items():
             rows[f"{folder.name} · {METHOD_NAMES.get(method, method)}"] = scores
-    return format_table(rows)
+    return format_table(rows, reorder=False)

@@ -1,0 +1,1 @@
+"""Reports on trained models: result tables, GLUE submission files, Hugging Face export."""
