@@ -1,0 +1,70 @@
+"""The training loop's observable contract: logs, λ, teacher-output checks, kept model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from bam.config import TrainConfig, build_dataclass
+from bam.data.prepare import training_examples
+from bam.distill.store import save_teacher_outputs
+from bam.errors import BamError
+from bam.tasks import get_task
+from bam.train.loop import train
+
+
+def _config(values: dict, **extra) -> TrainConfig:
+    return build_dataclass(TrainConfig, {**values, **extra}, "test")
+
+
+def _teacher_file(tmp_path, task_name: str, cap: int, rows_from: str | None = None):
+    task = get_task(task_name)
+    examples = training_examples(get_task(rows_from or task_name), None, cap)
+    rng = np.random.default_rng(0)
+    outputs = rng.normal(size=(len(examples), task.num_outputs)).astype(np.float32)
+    if task.kind == "regression":
+        outputs = outputs[:, 0]
+    path = tmp_path / f"{task_name}-teacher.safetensors"
+    save_teacher_outputs(
+        path, outputs, task=task.name, split="train", examples_fingerprint=examples.fingerprint(),
+        teacher_hash="t", tokenizer="tok", max_length=64, kind=task.kind,
+    )  # fmt: skip
+    return path
+
+
+def test_tensorboard_logs_losses_lambda_lr_and_dev(tmp_path, tiny_train_values) -> None:
+    teacher = _teacher_file(tmp_path, "rte", 32)
+    stsb_teacher = _teacher_file(tmp_path, "stsb", 32)
+    config = _config(
+        tiny_train_values, tasks=["rte", "stsb"], train_cap={"rte": 32, "stsb": 32}, log_with=["tensorboard"],
+        lambda_schedule="linear", teacher_outputs={"rte": [str(teacher)], "stsb": [str(stsb_teacher)]},
+    )  # fmt: skip
+    result = train(config, tmp_path / "run", quiet=True)
+    events = EventAccumulator(str(next((tmp_path / "run" / "logs").rglob("events.out.tfevents.*")).parent))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"loss", "lambda", "lr", "loss/rte", "loss/stsb", "dev/rte", "dev/stsb", "dev/bam_avg"} <= tags
+    lambdas = [e.value for e in events.Scalars("lambda")]
+    total = len(lambdas)
+    assert lambdas == pytest.approx([step / total for step in range(total)])  # linear from 0
+    assert result.dev["scores"].keys() == {"rte", "stsb"}
+    done = json.loads((tmp_path / "run" / "train_done.json").read_text())
+    assert done["total_steps"] == total and (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+def test_teacher_outputs_for_other_rows_or_task_are_refused(tmp_path, tiny_train_values) -> None:
+    wrong_rows = _teacher_file(tmp_path, "rte", 40)  # made for 40 rows, the student has 32
+    config = _config(tiny_train_values, tasks=["rte"], train_cap={"rte": 32}, lambda_schedule="linear",
+                     teacher_outputs={"rte": [str(wrong_rows)]})  # fmt: skip
+    with pytest.raises(BamError, match=r"rte-teacher\.safetensors"):
+        train(config, tmp_path / "a", quiet=True)
+    other_task = _teacher_file(tmp_path, "mrpc", 32)
+    config.teacher_outputs = {"rte": [str(other_task)]}
+    with pytest.raises(BamError, match="made for task 'mrpc', not 'rte'"):
+        train(config, tmp_path / "b", quiet=True)
+    config.teacher_outputs = {}
+    with pytest.raises(BamError, match="needs teacher outputs for task rte"):
+        train(config, tmp_path / "c", quiet=True)
