@@ -6,6 +6,9 @@ import os
 
 import pytest
 
+# Before anything imports huggingface_hub (it reads this once): tests never touch the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 TINY = {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2}
 
 
@@ -14,7 +17,6 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Tokenization caches go to a temporary folder, never the user's ~/.cache."""
     os.environ["BAM_CACHE"] = str(tmp_path_factory.mktemp("bam-cache"))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from bam.predict import Predictor
 from bam.report import export as export_module
 from bam.report.export import export_hf
 from bam.tasks import get_task
-from test_predict import PAIRS, save_tiny_model
+from tests.test_predict import PAIRS, save_tiny_model
 
 SMALL = {"num_hidden_layers": 1, "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2}
 

@@ -18,7 +18,7 @@ from bam.errors import BamError
 from bam.model import build_model, save_bam_model
 from bam.predict import Predictor, predict_file
 from bam.tasks import get_task
-from conftest import TINY
+from tests.conftest import TINY
 
 PAIRS = [
     ("A man is sleeping on a couch.", "A person rests."),

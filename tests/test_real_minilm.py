@@ -15,7 +15,7 @@ def test_minilm_learns_sst2_from_a_few_hundred_rows(tmp_path, capsys) -> None:
     out = tmp_path / "sst2"
     code = main(
         ["train", "--task", "sst2", "--model", "minilm-l6", "--output", str(out), "--quiet",
-         "train_cap.sst2=480", "epochs=1", "batch_size=16", "learning_rate=1e-4", "max_length=64",
+         "train_cap.sst2=480", "epochs=2", "batch_size=16", "learning_rate=1e-4", "max_length=64",
          "log_with=[]", "checkpoint_every=0"]
     )  # fmt: skip
     assert code == 0

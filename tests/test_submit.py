@@ -16,7 +16,7 @@ from bam.errors import BamError
 from bam.predict import Predictor
 from bam.report.submit import _missing_test_file, submission_file_names, write_submission
 from bam.tasks import get_task
-from test_predict import save_tiny_model
+from tests.test_predict import save_tiny_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "glue_min"
 VENDORED_HEADS = {"RTE": 20, "STS-B": 20, "CoLA": 20}  # lines copied (header included)

@@ -41,7 +41,7 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from bam.config import load_train_config
-    from bam.train.loop import is_trained, train
+    from bam.train.loop import train
 
     base: dict = {}
     if args.task:
@@ -55,10 +55,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     config = load_train_config(args.config, args.overrides, base)
     output = Path(args.output)
     _guard_output(output, args.overwrite, marker="train_config.json")
-    if is_trained(output) and not args.overwrite:
-        log.info("%s: already trained (use --overwrite to train again)", output)
-        return
+    # train() resumes a killed run, returns a finished one, and refuses another run's folder.
     result = train(config, output, quiet=args.quiet)
+    if os.environ.get("RANK", "0") != "0":
+        return  # one summary per run, not per process
     print(
         json.dumps(
             {
@@ -75,6 +75,8 @@ def _guard_output(output: Path, overwrite: bool, marker: str) -> None:
     """A non-empty folder that is not ours is never written into without --overwrite."""
     import shutil
 
+    if output.exists() and not output.is_dir():
+        raise BamError(f"{output}: is a file, not an output folder")
     if output.exists() and any(output.iterdir()):
         ours = (output / marker).is_file()
         if overwrite:
@@ -95,6 +97,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     model, tokenizer, meta = load_bam_model(model_dir, trust_remote_code=args.trust_remote_code)
     names = args.task or list(model.head_specs)
     tasks = [get_task(n) for n in names]
+    missing = [task.name for task in tasks if task.head_name not in model.head_specs]
+    if missing:
+        raise BamError(f"{model_dir}: no head for task {missing[0]} (it has: {', '.join(model.head_specs)})")
     max_length = meta.get("train_config", {}).get("max_length", 128)
     splits = load_eval_splits(tasks, args.data_dir, tokenizer, max_length)
     results = evaluate(model, splits, tokenizer.pad_token_id or 0, args.batch_size)
@@ -113,7 +118,7 @@ def _model_dir(path: str) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from bam.pipeline import run
+    from bam.pipeline import check_stage_name, run
     from bam.report.tables import format_table
     from bam.run_config import load_run_config
 
@@ -124,6 +129,8 @@ def cmd_run(args: argparse.Namespace) -> None:
         print(describe_plan(config))
         return
     name = args.preset or (Path(args.config).stem if args.config else "demo")
+    if not args.output:
+        check_stage_name(name, "run name")  # runs/<name> must stay under runs/
     output = Path(args.output or Path("runs") / name)
     results = run(config, output, quiet=args.quiet, overwrite=args.overwrite)
     print(format_table(results["methods"], markdown=False))
@@ -218,11 +225,27 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except BamError as err:
         print(f"bam: error: {err}", file=sys.stderr)
-        return 2
+        return _finish(2)
     except KeyboardInterrupt:
         print("bam: interrupted", file=sys.stderr)
-        return 130
-    return 0
+        return _finish(130)
+    return _finish(0)
+
+
+def _finish(code: int) -> int:
+    """End a multi-process run cleanly.
+
+    With torch 2.13 and gloo, a process sometimes aborts at interpreter shutdown even after
+    ``destroy_process_group()``; a barrier, the destroy, flushing and ``os._exit`` avoid it.
+    """
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.barrier()
+        distributed.destroy_process_group()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

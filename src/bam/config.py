@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -54,6 +55,42 @@ class TrainConfig:
     seed: int = 13
     num_threads: int = 0  # torch intra-op threads; 0 leaves torch's default
     log_with: list[str] = field(default_factory=lambda: ["tensorboard"])
+
+    def __post_init__(self) -> None:
+        _check_ranges(self)
+
+
+def _check_ranges(config: TrainConfig) -> None:
+    """A value of the right type that training cannot use is refused here, by its key, not later
+    as a traceback from deep inside torch (or, for ``bam run``, after hours of teacher training)."""
+    from bam.distill.schedules import LAMBDA_SCHEDULES
+
+    finite, schedules = math.isfinite, ", ".join(LAMBDA_SCHEDULES)
+    rules = {
+        "max_length": (config.max_length >= 2, "at least 2"),
+        "batch_size": (config.batch_size >= 1, "at least 1"),
+        "eval_batch_size": (config.eval_batch_size >= 1, "at least 1"),
+        "epochs": (config.epochs > 0 and finite(config.epochs), "a positive number"),
+        "learning_rate": (config.learning_rate > 0 and finite(config.learning_rate), "a positive number"),
+        "layerwise_decay": (0 < config.layerwise_decay <= 1, "in (0, 1]"),
+        "warmup_fraction": (0 <= config.warmup_fraction <= 1, "in [0, 1]"),
+        "weight_decay": (config.weight_decay >= 0 and finite(config.weight_decay), "0 or more"),
+        "max_grad_norm": (config.max_grad_norm > 0 and finite(config.max_grad_norm), "a positive number"),
+        "dropout": (0 <= config.dropout < 1, "in [0, 1)"),
+        "sampling_alpha": (config.sampling_alpha >= 0 and finite(config.sampling_alpha), "0 or more"),
+        "lambda_schedule": (config.lambda_schedule in LAMBDA_SCHEDULES, f"one of {schedules}"),
+        "lambda_constant": (0 <= config.lambda_constant <= 1, "in [0, 1]"),
+        "temperature": (config.temperature > 0 and finite(config.temperature), "a positive number"),
+        "eval_every": (config.eval_every >= 0, "0 or more"),
+        "checkpoint_every": (config.checkpoint_every >= 0, "0 or more"),
+        "num_threads": (config.num_threads >= 0, "0 or more"),
+    }
+    for key, (ok, wanted) in rules.items():
+        if not ok:
+            raise BamError(f"{key} must be {wanted}, got {getattr(config, key)!r}")
+    for task, cap in config.train_cap.items():
+        if cap < 1:
+            raise BamError(f"train_cap.{task} must be at least 1, got {cap}")
 
 
 def _type_name(tp: Any) -> str:
@@ -127,7 +164,10 @@ def build_dataclass(cls: type, values: dict[str, Any], source: str, prefix: str 
             kwargs[key] = build_dataclass(hints[key], value, source, f"{prefix}{key}.")
         else:
             kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}", source)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except BamError as err:  # a value out of range (TrainConfig.__post_init__)
+        raise BamError(f"{source}: {prefix}{err}") from None
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -169,6 +209,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise BamError(f"{path}: config file not found") from None
     except UnicodeDecodeError:
         raise BamError(f"{path}: not UTF-8 text") from None
+    except OSError as err:  # a folder, no permission, ...
+        raise BamError(f"{path}: cannot read config file ({err.strerror or type(err).__name__})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:

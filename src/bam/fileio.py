@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bam.errors import BamError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -27,6 +29,13 @@ def _umask() -> int:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
     path = Path(path)
+    try:
+        _write(path, data)
+    except OSError as err:  # a folder in the way, no permission, disk full: the user can fix it
+        raise BamError(f"{path}: cannot write ({err.strerror or type(err).__name__})") from None
+
+
+def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -59,14 +68,15 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
+        try:
+            os.replace(tmp, path)  # succeeds when nothing (or an empty folder) is there
+        except OSError:
+            # Replace an existing folder: move it aside under a unique name first. Two writers
+            # of the same cache entry (e.g. two training processes) both end up with a whole one.
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / "previous")
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -75,17 +85,21 @@ def recover_dir(path: str | os.PathLike) -> None:
     """Undo what a ``kill -9`` inside :func:`atomic_dir` can leave: call before reading ``path``.
 
     Between its two renames ``path`` is briefly absent while the previous copy sits, complete,
-    under ``.<name>.old``: that copy is put back. Unfinished ``.<name>.*.tmp`` folders are removed.
-    Only for folders one process writes (a run's checkpoint and model), never a shared cache.
+    in ``.<name>.*.old/previous``: that copy is put back. Leftover ``.<name>.*.tmp`` and
+    ``.<name>.*.old`` folders are removed. Only for folders one process writes (a run's
+    checkpoint and model), never a shared cache, whose writers may be at work.
     """
     path = Path(path)
     if not path.parent.is_dir():
         return
-    old = path.with_name(f".{path.name}.old")
-    if not path.exists() and old.is_dir():
-        os.replace(old, path)
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        shutil.rmtree(tmp, ignore_errors=True)
+    olds = sorted(path.parent.glob(f".{path.name}.*.old"), key=lambda p: p.stat().st_mtime_ns)
+    if not path.exists():
+        for old in reversed(olds):
+            if (old / "previous").is_dir():
+                os.replace(old / "previous", path)
+                break
+    for leftover in [*olds, *path.parent.glob(f".{path.name}.*.tmp")]:
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def canonical_json(obj: Any) -> str:

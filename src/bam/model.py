@@ -135,7 +135,9 @@ def load_encoder(
         if random_init:
             encoder = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
         else:
-            encoder = AutoModel.from_pretrained(path, config=config, trust_remote_code=trust_remote_code)
+            encoder = AutoModel.from_pretrained(  # safetensors only: a .bin checkpoint is a pickle
+                path, config=config, trust_remote_code=trust_remote_code, use_safetensors=True
+            )
     except (OSError, ValueError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise BamError(f"cannot load encoder {name!r}: {first_line}") from None

@@ -1,15 +1,17 @@
 """``bam run``: teachers → teacher outputs → students → one comparison table.
 
 Each stage lives in ``DIR/stages/<name>-<fingerprint>/`` where the fingerprint covers everything
-that produced it (its full training configuration, and for students the teacher outputs they
-read). A second run with the same configuration reuses every finished stage; a changed setting
-gets a new fingerprint, so only the stages that depend on it run again.
+that produced it (:func:`bam.train.checkpoint.run_key`: its full training configuration, its training
+and dev rows, the encoder's files, and for students the teacher outputs they read). A second run
+with the same configuration reuses every finished stage; a changed setting gets a new
+fingerprint, so only the stages that depend on it run again. A killed run resumes: finished
+stages are kept, and an unfinished one continues from its checkpoint.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 import shutil
 import statistics
 import time
@@ -17,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bam.config import TrainConfig, config_to_dict
+from bam.config import TrainConfig
 from bam.data.features import load_or_tokenize
 from bam.data.prepare import training_examples
 from bam.distill.store import OUTPUT_KIND, load_teacher_outputs, save_teacher_outputs
@@ -28,28 +30,42 @@ from bam.model import MODEL_FILE, load_bam_model
 from bam.run_config import RunConfig
 from bam.tasks import get_task
 from bam.tasks.metrics import bam_average
-from bam.train.loop import DONE_FILE, MODEL_DIR, is_trained, train
+from bam.train.checkpoint import MODEL_DIR, finished_run, run_key
+from bam.train.loop import train
 
 log = logging.getLogger("bam")
 RUN_FILE = "bam_run.json"
+_STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
-def stage_dir(root: Path, name: str, config: TrainConfig, extra: Any = None) -> Path:
-    key = fingerprint({"train": config_to_dict(config), "extra": extra})
-    return root / "stages" / f"{name}-{key}"
+def check_stage_name(name: str, what: str = "stage name") -> None:
+    """A name that becomes a folder: no ``/``, no ``..``, nothing that could leave the run folder."""
+    if not _STAGE_NAME.fullmatch(name) or ".." in name:
+        raise BamError(f"{what} {name!r}: use letters, digits, '_', '-' and '.' only (it names a folder)")
+
+
+def stage_dir(root: Path, name: str, config: TrainConfig) -> Path:
+    """``root/stages/<name>-<run key>``; a name that could leave ``root`` (``..``, ``/``) is refused."""
+    check_stage_name(name)
+    folder = root / "stages" / f"{name}-{run_key(config)}"
+    if not folder.resolve().is_relative_to((root / "stages").resolve()):
+        raise BamError(f"stage name {name!r} leads outside {root / 'stages'}")
+    return folder
 
 
 def _run_stage(folder: Path, config: TrainConfig, quiet: bool, timings: dict[str, float]) -> dict[str, Any]:
-    """Train unless a finished stage is already there; return its dev summary."""
-    if not is_trained(folder):
-        started = time.perf_counter()
+    """Train unless a finished stage is already there (resuming an unfinished one); its dev summary."""
+    finished = finished_run(folder)
+    if finished is not None:
         if not quiet:
-            log.info("stage %s: training %s", folder.name, ",".join(config.tasks))
-        train(config, folder, quiet=quiet)
-        timings[folder.name] = time.perf_counter() - started
-    elif not quiet:
-        log.info("stage %s: cached", folder.name)
-    return json.loads((folder / DONE_FILE).read_text())["dev"]
+            log.info("stage %s: cached", folder.name)
+        return finished["dev"]
+    started = time.perf_counter()
+    if not quiet:
+        log.info("stage %s: training %s", folder.name, ",".join(config.tasks))
+    result = train(config, folder, quiet=quiet)
+    timings[folder.name] = time.perf_counter() - started
+    return result.dev
 
 
 def record_teacher_outputs(teacher_dir: Path, student: TrainConfig, task_name: str) -> Path:
@@ -63,8 +79,12 @@ def record_teacher_outputs(teacher_dir: Path, student: TrainConfig, task_name: s
     path = teacher_dir / f"outputs-{fingerprint(examples.fingerprint())}.safetensors"
     try:
         load_teacher_outputs(
-            path, task=task.name, split="train", examples_fingerprint=examples.fingerprint(),
-            rows=len(examples), teacher_hash=teacher_hash,
+            path,
+            task=task.name,
+            split="train",
+            examples_fingerprint=examples.fingerprint(),
+            rows=len(examples),
+            teacher_hash=teacher_hash,
         )
         return path
     except BamError:
@@ -75,8 +95,14 @@ def record_teacher_outputs(teacher_dir: Path, student: TrainConfig, task_name: s
     pad_id = tokenizer.pad_token_id or 0
     outputs = predict_outputs(model, features, task.head_name, pad_id, batch_size=256)
     save_teacher_outputs(
-        path, outputs, task=task.name, split="train", examples_fingerprint=examples.fingerprint(),
-        teacher_hash=teacher_hash, tokenizer=tokenizer.name_or_path, max_length=max_length,
+        path,
+        outputs,
+        task=task.name,
+        split="train",
+        examples_fingerprint=examples.fingerprint(),
+        teacher_hash=teacher_hash,
+        tokenizer=tokenizer.name_or_path,
+        max_length=max_length,
         kind=OUTPUT_KIND[task.kind],
     )
     return path
@@ -86,16 +112,20 @@ def _scores(summary: dict[str, Any]) -> dict[str, float]:
     return {**summary["scores"], "avg": summary["bam_avg"]}
 
 
-def run_seed(config: RunConfig, root: Path, seed: int, quiet: bool, timings: dict[str, float]) -> dict[str, Any]:
+def run_seed(
+    config: RunConfig, root: Path, seed: int, quiet: bool, timings: dict[str, float]
+) -> dict[str, Any]:
     """Every method of one seed: ``{method: {task: score, "avg": score}}`` plus stage folders."""
+    # A task may be given by alias or as a custom-task YAML path; folders and keys use its name.
+    names = {task: get_task(task).name for task in config.tasks}
     teachers: dict[str, list[Path]] = {}
     single: dict[str, Any] = {"scores": {}}
     for task in config.tasks:
         for member in range(config.teachers_per_task):
             teacher = config.teacher_config(task, seed + 1000 * member)
-            folder = stage_dir(root, f"teacher-{task}-s{teacher.seed}", teacher)
+            folder = stage_dir(root, f"teacher-{names[task]}-s{teacher.seed}", teacher)
             summary = _run_stage(folder, teacher, quiet, timings)
-            teachers.setdefault(task, []).append(folder)
+            teachers.setdefault(names[task], []).append(folder)
             if member == 0:
                 single["scores"].update(summary["scores"])
     methods: dict[str, dict[str, float]] = {}
@@ -110,10 +140,13 @@ def run_seed(config: RunConfig, root: Path, seed: int, quiet: bool, timings: dic
             student = config.student_config(method, tasks, seed)
             if student.lambda_schedule != "gold":
                 student.teacher_outputs = {
-                    t: [str(record_teacher_outputs(folder, student, t)) for folder in teachers[t]] for t in tasks
+                    names[t]: [
+                        str(record_teacher_outputs(folder, student, t)) for folder in teachers[names[t]]
+                    ]
+                    for t in tasks
                 }
-            hashes = {t: [sha256_file(p) for p in files] for t, files in student.teacher_outputs.items()}
-            folder = stage_dir(root, f"{method}-{'-'.join(tasks) if len(groups) > 1 else 'all'}-s{seed}", student, hashes)
+            group = "-".join(names[t] for t in tasks) if len(groups) > 1 else "all"
+            folder = stage_dir(root, f"{method}-{group}-s{seed}", student)
             summary = _run_stage(folder, student, quiet, timings)
             merged.update(summary["scores"])
             stages.setdefault(method, []).append(str(folder))
@@ -132,17 +165,23 @@ def median_table(per_seed: dict[int, dict[str, dict[str, float]]]) -> dict[str, 
 
 def check_output_dir(root: Path, overwrite: bool) -> None:
     """Refuse a folder that holds something other than a bam run, unless told to overwrite."""
+    if root.exists() and not root.is_dir():
+        raise BamError(f"{root}: is a file, not a run folder")
     if root.exists() and any(root.iterdir()) and not (root / RUN_FILE).is_file():
         if not overwrite:
             raise BamError(f"{root}: folder is not empty and holds no bam run; use --overwrite to replace it")
         shutil.rmtree(root)
 
 
-def run(config: RunConfig, root: str | Path, *, quiet: bool = False, overwrite: bool = False) -> dict[str, Any]:
+def run(
+    config: RunConfig, root: str | Path, *, quiet: bool = False, overwrite: bool = False
+) -> dict[str, Any]:
     """Run (or resume) the whole comparison and write ``results.json`` and ``report.md``."""
     from bam.report.tables import write_report
 
     root = Path(root)
+    for method in config.methods:  # before hours of teacher training, not after
+        check_stage_name(method, "methods:")
     check_output_dir(root, overwrite)
     atomic_write_json(root / RUN_FILE, {"config": asdict(config)})
     started = time.perf_counter()
@@ -153,7 +192,9 @@ def run(config: RunConfig, root: str | Path, *, quiet: bool = False, overwrite: 
         outcome = run_seed(config, root, seed, quiet, timings)
         per_seed[seed] = outcome["methods"]
         stages[seed] = outcome["stages"]
-        atomic_write_json(root / "seeds" / str(seed) / "results.json", {"metric": "bam_avg", "seed": seed, **outcome})
+        atomic_write_json(
+            root / "seeds" / str(seed) / "results.json", {"metric": "bam_avg", "seed": seed, **outcome}
+        )
     results = {
         "metric": "bam_avg",
         "methods": median_table(per_seed),

@@ -14,6 +14,7 @@ from transformers import AutoConfig
 
 from bam.config import TrainConfig
 from bam.data.batching import steps_per_epoch, task_shares
+from bam.data.load import is_hub
 from bam.data.prepare import training_examples
 from bam.errors import BamError
 from bam.model import resolve_encoder_path
@@ -49,6 +50,8 @@ def _task_plan(task_name: str, config: TrainConfig) -> TaskPlan:
     cap = config.train_cap.get(task.name)
     doubled = 2 if task.name in config.both_orders else 1
     try:
+        if is_hub(config.data_dir) and task.root is None:
+            raise BamError("a dry run does not download")  # planned from the official counts
         examples = training_examples(task, config.data_dir, cap, task.name in config.both_orders)
     except BamError:
         rows = task.expected_rows.get("train")
@@ -64,8 +67,10 @@ def _task_plan(task_name: str, config: TrainConfig) -> TaskPlan:
 
 def non_embedding_parameters(config: TrainConfig) -> tuple[int, str]:
     """Parameters that cost FLOPs per token (embeddings are lookups), and where the size came from."""
-    try:
-        encoder = AutoConfig.from_pretrained(resolve_encoder_path(config.model), **config.encoder_overrides)
+    try:  # local folders and the hub cache only: a dry run never waits on the network
+        encoder = AutoConfig.from_pretrained(
+            resolve_encoder_path(config.model), local_files_only=True, **config.encoder_overrides
+        )
         layers, hidden, inter = encoder.num_hidden_layers, encoder.hidden_size, encoder.intermediate_size
         source = "model config"
     except (OSError, ValueError):

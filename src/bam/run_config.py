@@ -71,9 +71,10 @@ class RunConfig:
 
 
 def preset_path(name: str) -> Path:
-    path = Path(str(importlib.resources.files("bam") / "presets" / f"{name}.yaml"))
-    if not path.is_file():
-        available = sorted(p.stem for p in path.parent.glob("*.yaml"))
+    folder = Path(str(importlib.resources.files("bam") / "presets"))
+    path = folder / f"{name}.yaml"
+    if "/" in name or "\\" in name or not path.is_file():  # a name, never a path out of presets/
+        available = sorted(p.stem for p in folder.glob("*.yaml"))
         raise BamError(f"unknown preset {name!r} (available: {', '.join(available)})")
     return path
 

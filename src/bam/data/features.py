@@ -18,7 +18,7 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from bam.data.examples import Examples
-from bam.fileio import atomic_dir, fingerprint
+from bam.fileio import atomic_dir, fingerprint, sha256_file
 
 CHUNK_ROWS = 2048
 
@@ -60,7 +60,7 @@ def features_key(examples: Examples, tokenizer: PreTrainedTokenizerBase, max_len
             "examples": examples.fingerprint(),
             "tokenizer": _tokenizer_digest(tokenizer),
             "max_length": max_length,
-            "version": 1,
+            "version": 2,
         }
     )
 
@@ -110,18 +110,28 @@ def load_or_tokenize(
     with atomic_dir(folder) as tmp:
         for name in _ARRAYS:
             np.save(tmp / f"{name}.npy", getattr(features, name), allow_pickle=False)
-        meta = {"rows": len(examples), "task": examples.task, "split": examples.split, "key": key}
+        meta = {
+            "rows": len(examples),
+            "task": examples.task,
+            "split": examples.split,
+            "key": key,
+            "sha256": {name: sha256_file(tmp / f"{name}.npy") for name in _ARRAYS},
+        }
         (tmp / "meta.json").write_text(json.dumps(meta))
     return _read_cache(folder, len(examples)) or features
 
 
 def _read_cache(folder: Path, rows: int) -> Features | None:
+    """The cached arrays, or None when missing, damaged or not matching their checksums."""
     try:
         meta = json.loads((folder / "meta.json").read_text())
+        checksums = meta["sha256"]
+        if any(sha256_file(folder / f"{name}.npy") != checksums[name] for name in _ARRAYS):
+            return None
         arrays = {
             name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in _ARRAYS
         }
-    except (OSError, ValueError, json.JSONDecodeError):
+    except (OSError, ValueError, TypeError, KeyError, json.JSONDecodeError):
         return None
     features = Features(**arrays)
     valid = (

@@ -7,10 +7,11 @@ on ``accelerate``, so the same code trains on one CPU, one GPU or several proces
 
 from __future__ import annotations
 
+import logging
 import math
 import os
-import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,21 +24,38 @@ from tqdm.auto import tqdm
 
 from bam.config import TrainConfig, config_to_dict
 from bam.data.batching import collate, epoch_plan, steps_per_epoch, task_shares
+from bam.data.examples import Examples
 from bam.data.features import Features, load_or_tokenize
-from bam.data.prepare import training_examples
-from bam.distill import average_teachers, classification_loss, lambda_at, load_teacher_outputs, regression_loss
+from bam.distill import (
+    average_teachers,
+    classification_loss,
+    lambda_at,
+    load_teacher_outputs,
+    regression_loss,
+)
 from bam.errors import BamError
 from bam.evaluate import evaluate, load_eval_splits, summarize
-from bam.fileio import atomic_write_json, fingerprint
-from bam.model import BamModel, build_model, save_bam_model
+from bam.fileio import atomic_write_json, sha256_file
+from bam.model import MODEL_FILE, BamModel, build_model, save_bam_model
 from bam.tasks import get_task
 from bam.tasks.spec import TaskSpec
-from bam.train.checkpoint import load_checkpoint, save_checkpoint
+from bam.train.checkpoint import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    DONE_FILE,
+    MODEL_DIR,
+    check_output_dir,
+    finished_run,
+    load_checkpoint,
+    remove_checkpoint,
+    run_key,
+    save_checkpoint,
+    tidy_output_dir,
+    training_rows,
+)
 from bam.train.optim import build_optimizer, build_scheduler
 
-MODEL_DIR = "model"
-CHECKPOINT_DIR = "checkpoint"
-DONE_FILE = "train_done.json"
+log = logging.getLogger("bam")
 
 
 @dataclass
@@ -60,10 +78,9 @@ class TrainResult:
     examples_per_second: float = 0.0
 
 
-def _task_data(task: TaskSpec, config: TrainConfig, tokenizer, cache_dir: Path | None) -> TaskData:
-    examples = training_examples(
-        task, config.data_dir, config.train_cap.get(task.name), task.name in config.both_orders
-    )
+def _task_data(
+    task: TaskSpec, examples: Examples, config: TrainConfig, tokenizer, cache_dir: Path | None
+) -> TaskData:
     features = load_or_tokenize(examples, tokenizer, config.max_length, cache_dir)
     assert examples.labels is not None
     gold = torch.from_numpy(np.asarray(examples.labels))
@@ -72,15 +89,21 @@ def _task_data(task: TaskSpec, config: TrainConfig, tokenizer, cache_dir: Path |
     if files:
         outputs = [
             load_teacher_outputs(
-                path, task=task.name, split="train", examples_fingerprint=examples.fingerprint(), rows=len(examples)
+                path,
+                task=task.name,
+                split="train",
+                examples_fingerprint=examples.fingerprint(),
+                rows=len(examples),
             )
             for path in files
         ]
-        teacher = torch.from_numpy(average_teachers(outputs, "score" if task.kind == "regression" else "logits"))
+        teacher = torch.from_numpy(
+            average_teachers(outputs, "score" if task.kind == "regression" else "logits")
+        )
     elif config.lambda_schedule != "gold":
         raise BamError(
             f"lambda_schedule {config.lambda_schedule!r} needs teacher outputs for task {task.name} "
-            "(teacher_outputs.{task}=[FILE]) or lambda_schedule=gold"
+            f"(teacher_outputs.{task.name}=[FILE]) or lambda_schedule=gold"
         )
     return TaskData(task, features, gold, teacher, examples.fingerprint())
 
@@ -125,19 +148,48 @@ def _tracker_config(config: TrainConfig) -> dict[str, Any]:
     return flat
 
 
-def train(config: TrainConfig, output_dir: str | Path, *, quiet: bool = False, cache_dir: Path | None = None) -> TrainResult:
+def _distributed_on_cpu() -> bool:
+    """Several processes and no GPU: accelerate needs ``cpu=True`` to join them with gloo."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
+def train(
+    config: TrainConfig, output_dir: str | Path, *, quiet: bool = False, cache_dir: Path | None = None
+) -> TrainResult:
     """Train, evaluate on dev as configured, keep the best model in ``output_dir/model``.
 
-    Resumes from ``output_dir/checkpoint`` when one exists for the same configuration.
+    Resumes from ``output_dir/checkpoint`` after a crash or ``kill -9`` (on CPU the results are
+    those of an unbroken run), returns the stored result of a finished run with the same
+    :func:`run_key`, and refuses a folder holding a run of other settings, data or model.
     """
     output_dir = Path(output_dir)
     started = time.perf_counter()
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    torch.manual_seed(config.seed)
     tasks = [get_task(name) for name in config.tasks]
     if not tasks:
         raise BamError("tasks: at least one task is needed")
+    stray = sorted(set(config.teacher_outputs) - {task.name for task in tasks})
+    if stray:
+        raise BamError(
+            f"teacher_outputs.{stray[0]}: {stray[0]!r} is not one of the tasks trained "
+            f"({', '.join(task.name for task in tasks)})"
+        )
+    rows = [training_rows(task, config) for task in tasks]
+    key = run_key(config, rows)
+    check_output_dir(output_dir, config, key)
+    finished = finished_run(output_dir, key)
+    if finished is not None:
+        if not quiet:
+            log.info("%s: already trained with these settings and data", output_dir)
+        return TrainResult(
+            output_dir,
+            finished["dev"],
+            finished["history"],
+            finished.get("seconds", 0.0),
+            finished.get("examples_per_second", 0.0),
+        )
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    torch.manual_seed(config.seed)
     model, tokenizer = build_model(
         config.model,
         tasks,
@@ -147,7 +199,10 @@ def train(config: TrainConfig, output_dir: str | Path, *, quiet: bool = False, c
         dropout=config.dropout,
     )
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    data = [_task_data(task, config, tokenizer, cache_dir) for task in tasks]
+    data = [
+        _task_data(task, examples, config, tokenizer, cache_dir)
+        for task, examples in zip(tasks, rows, strict=True)
+    ]
     eval_splits = load_eval_splits(tasks, config.data_dir, tokenizer, config.max_length, cache_dir)
     lengths = [d.features.lengths for d in data]
     per_epoch = steps_per_epoch([len(x) for x in lengths], config.batch_size)
@@ -156,37 +211,62 @@ def train(config: TrainConfig, output_dir: str | Path, *, quiet: bool = False, c
 
     kwargs = [DistributedDataParallelKwargs(find_unused_parameters=len(tasks) > 1)]
     log_with = [name for name in config.log_with if name]
-    accelerator = Accelerator(log_with=log_with or None, project_dir=str(output_dir / "logs"), kwargs_handlers=kwargs)
-    optimizer = build_optimizer(model, config.learning_rate, config.weight_decay, config.layerwise_decay)
-    run_key = fingerprint({"config": config_to_dict(config), "data": [d.fingerprint for d in data]})
-    progress = load_checkpoint(output_dir / CHECKPOINT_DIR, model, optimizer)
-    if progress is not None and progress.get("run_key") != run_key:
-        raise BamError(
-            f"{output_dir}: holds a checkpoint of another configuration; use another --output or --overwrite"
+    try:
+        accelerator = Accelerator(
+            cpu=_distributed_on_cpu(),
+            log_with=log_with or None,
+            project_dir=str(output_dir / "logs"),
+            kwargs_handlers=kwargs,
         )
-    progress = progress or {"step": 0, "best": None, "history": [], "examples": 0, "seconds": 0.0}
+    except ValueError as err:  # e.g. "Unsupported logging capability: tensorbord"
+        if not log_with:
+            raise
+        raise BamError(f"log_with: {str(err).splitlines()[0]}") from None
+    optimizer = build_optimizer(model, config.learning_rate, config.weight_decay, config.layerwise_decay)
+    if accelerator.is_main_process:
+        tidy_output_dir(output_dir)
+    accelerator.wait_for_everyone()
+    progress = load_checkpoint(output_dir / CHECKPOINT_DIR, model, optimizer, key)
+    progress = progress or {
+        "step": 0,
+        "best": None,
+        "history": [],
+        "examples": 0,
+        "seconds": 0.0,
+        "loss_sum": 0.0,
+        "loss_steps": 0,
+    }
     scheduler = build_scheduler(optimizer, total_steps, config.warmup_fraction)
-    for _ in range(progress["step"]):
-        scheduler.step()  # replay the schedule up to the resumed step
+    with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended here
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(progress["step"]):
+            scheduler.step()  # replay the schedule up to the resumed step
     model, optimizer = accelerator.prepare(model, optimizer)
     if log_with:
         accelerator.init_trackers("bam", config=_tracker_config(config))
     if accelerator.is_main_process:
-        atomic_write_json(output_dir / "train_config.json", config_to_dict(config))
+        atomic_write_json(output_dir / CONFIG_FILE, config_to_dict(config))
 
     world, rank = accelerator.num_processes, accelerator.process_index
     shares = task_shares({d.task.name: len(d.features) for d in data}, config.sampling_alpha)
     model.train()
     bar = tqdm(
-        total=total_steps, initial=progress["step"], disable=quiet or not accelerator.is_main_process,
-        desc="train " + ",".join(config.tasks), unit="step", dynamic_ncols=True,
+        total=total_steps,
+        initial=progress["step"],
+        disable=quiet or not accelerator.is_main_process,
+        desc="train " + ",".join(config.tasks),
+        unit="step",
+        dynamic_ncols=True,
     )
     plan, plan_epoch = [], -1
     tick = time.perf_counter()
     for step in range(progress["step"], total_steps):
         epoch, index = divmod(step, per_epoch)
         if epoch != plan_epoch:
-            plan, plan_epoch = epoch_plan(lengths, config.batch_size, config.sampling_alpha, config.seed, epoch), epoch
+            plan, plan_epoch = (
+                epoch_plan(lengths, config.batch_size, config.sampling_alpha, config.seed, epoch),
+                epoch,
+            )
         batch = plan[index]
         lam = lambda_at(config.lambda_schedule, step, total_steps, config.lambda_constant)
         mine = slice(rank, None, world)
@@ -202,34 +282,54 @@ def train(config: TrainConfig, output_dir: str | Path, *, quiet: bool = False, c
         optimizer.zero_grad(set_to_none=True)
         step_loss = accelerator.reduce(loss_sum.detach(), reduction="sum").item() / len(batch.rows)
         progress["examples"] += len(batch.rows)
-        log = {"loss": step_loss, "lambda": lam, "lr": lr}
-        log.update({f"loss/{name}": s / n for name, (s, n) in per_task.items()})
+        progress["loss_sum"] += step_loss
+        progress["loss_steps"] += 1
+        metrics = {"loss": step_loss, "lambda": lam, "lr": lr}
+        metrics.update({f"loss/{name}": s / n for name, (s, n) in per_task.items()})
         if log_with:
-            accelerator.log(log, step=step + 1)
+            accelerator.log(metrics, step=step + 1)
         bar.set_postfix(loss=f"{step_loss:.4f}", lam=f"{lam:.2f}")
         bar.update(1)
         done = step + 1
         if done % eval_every == 0 or done == total_steps:
             progress["seconds"] += time.perf_counter() - tick
-            summary = summarize(evaluate(accelerator.unwrap_model(model), eval_splits, pad_id, config.eval_batch_size), tasks)
+            summary = summarize(
+                evaluate(accelerator.unwrap_model(model), eval_splits, pad_id, config.eval_batch_size), tasks
+            )
             tick = time.perf_counter()
-            entry = {"step": done, "epoch": done / per_epoch, **summary}
+            train_loss = progress["loss_sum"] / max(progress["loss_steps"], 1)
+            progress["loss_sum"], progress["loss_steps"] = 0.0, 0
+            entry = {"step": done, "epoch": done / per_epoch, "train_loss": train_loss, **summary}
             progress["history"].append(entry)
             if log_with:
-                accelerator.log({f"dev/{k}": v for k, v in summary["scores"].items()} | {"dev/bam_avg": summary["bam_avg"]}, step=done)
+                accelerator.log(
+                    {f"dev/{k}": v for k, v in summary["scores"].items()}
+                    | {"dev/bam_avg": summary["bam_avg"]},
+                    step=done,
+                )
             if not quiet and accelerator.is_main_process:
                 scores = " ".join(f"{k}={v:.2f}" for k, v in summary["scores"].items())
                 bar.write(f"step {done}/{total_steps} dev {scores} avg={summary['bam_avg']:.2f}")
             better = progress["best"] is None or summary["bam_avg"] > progress["best"]["bam_avg"]
             if (better or not config.keep_best) and accelerator.is_main_process:
-                save_bam_model(accelerator.unwrap_model(model), tokenizer, output_dir / MODEL_DIR, {"train_config": config_to_dict(config), "dev": entry})
+                save_bam_model(
+                    accelerator.unwrap_model(model),
+                    tokenizer,
+                    output_dir / MODEL_DIR,
+                    {"train_config": config_to_dict(config), "dev": entry},
+                )
             if better or not config.keep_best:
                 progress["best"] = entry
         checkpoint_due = config.checkpoint_every and done % config.checkpoint_every == 0
         if (checkpoint_due or done % per_epoch == 0) and done < total_steps and accelerator.is_main_process:
             progress["seconds"] += time.perf_counter() - tick
             tick = time.perf_counter()
-            save_checkpoint(output_dir / CHECKPOINT_DIR, accelerator.unwrap_model(model), optimizer, {**progress, "step": done, "run_key": run_key})
+            save_checkpoint(
+                output_dir / CHECKPOINT_DIR,
+                accelerator.unwrap_model(model),
+                optimizer,
+                {**progress, "step": done, "run_key": key},
+            )
         accelerator.wait_for_everyone()
     bar.close()
     progress["seconds"] += time.perf_counter() - tick
@@ -245,15 +345,19 @@ def train(config: TrainConfig, output_dir: str | Path, *, quiet: bool = False, c
     if accelerator.is_main_process:
         atomic_write_json(
             output_dir / DONE_FILE,
-            {"run_key": run_key, "dev": result.dev, "history": result.history, "shares": shares,
-             "total_steps": total_steps, "seconds": result.seconds, "examples_per_second": result.examples_per_second},
+            {
+                "run_key": key,
+                "dev": result.dev,
+                "history": result.history,
+                "shares": shares,
+                "total_steps": total_steps,
+                "seconds": result.seconds,
+                "examples_per_second": result.examples_per_second,
+                "model_sha256": sha256_file(output_dir / MODEL_DIR / MODEL_FILE),
+            },
         )
-        shutil.rmtree(output_dir / CHECKPOINT_DIR, ignore_errors=True)
+        remove_checkpoint(output_dir / CHECKPOINT_DIR)
     return result
-
-
-def is_trained(output_dir: Path) -> bool:
-    return (output_dir / DONE_FILE).is_file() and (output_dir / MODEL_DIR).is_dir()
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

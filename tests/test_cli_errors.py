@@ -1,0 +1,257 @@
+"""Bad input through the ``bam`` command: one line naming the file and line or field, status 2.
+
+Every case also checks that no traceback is printed and that nothing was left half-written: the
+output folder is not created, or holds no results.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bam.cli import main
+from bam.data.prepare import training_examples
+from bam.distill.store import save_teacher_outputs
+from bam.tasks import get_task
+from tests.conftest import TINY
+
+GLUE = Path(__file__).resolve().parents[1] / "src" / "bam" / "resources" / "glue"
+FOLDERS = {"rte": "RTE", "stsb": "STS-B", "mrpc": "MRPC"}
+TINY_ARGS = [
+    "random_init=true", f"encoder_overrides={TINY}".replace("'", ""), "max_length=32", "batch_size=8",
+    "epochs=1", "log_with=[]", "num_threads=1",
+]  # fmt: skip
+RESULTS = ("train_done.json", "results.json", "model", "checkpoint", "train_config.json", "bam_run.json")
+
+
+def _data(tmp_path: Path, task: str, mutate: Callable[[list[str]], list[str]] | None = None,
+          split: str = "train", rows: int = 12) -> tuple[Path, Path]:  # fmt: skip
+    """A GLUE folder with ``rows`` rows of ``task``'s train and dev files; ``mutate`` edits one."""
+    root = tmp_path / "glue"
+    for name in ("train", "dev"):
+        lines = (GLUE / FOLDERS[task] / f"{name}.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+        lines = lines[: rows + 1]
+        if mutate is not None and name == split:
+            lines = mutate(lines)
+        path = root / FOLDERS[task] / f"{name}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(lines), encoding="utf-8")
+    return root, root / FOLDERS[task] / f"{split}.tsv"
+
+
+def _set_field(line_index: int, column: int, value: str) -> Callable[[list[str]], list[str]]:
+    def mutate(lines: list[str]) -> list[str]:
+        fields = lines[line_index].rstrip("\n").split("\t")
+        fields[column] = value
+        lines[line_index] = "\t".join(fields) + "\n"
+        return lines
+
+    return mutate
+
+
+def _insert(line: str) -> Callable[[list[str]], list[str]]:
+    """Insert ``line`` as the file's 4th line."""
+    return lambda lines: [*lines[:3], line, *lines[3:]]
+
+
+def _fails(
+    capsys: pytest.CaptureFixture, argv: list[str], *needles: object, output: Path | None = None
+) -> str:
+    """Run ``bam argv``: status 2, one ``bam: error:`` line holding every needle, no results."""
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bam: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert str(needle) in err, (needle, err)
+    if output is not None:
+        assert not output.exists() or not any((output / name).exists() for name in RESULTS), list(
+            output.iterdir()
+        )
+    return err
+
+
+def _train(data: Path, out: Path, *extra: str, task: str = "rte") -> list[str]:
+    return ["train", "--task", task, "--data-dir", str(data), "--output", str(out), "-q", *TINY_ARGS, *extra]
+
+
+@pytest.mark.parametrize(
+    ("task", "mutate", "split", "needles"),
+    [
+        ("rte", lambda rows: [rows[0].replace("label", "lable"), *rows[1:]], "train", ["line 2", "'label'"]),
+        ("rte", _set_field(4, 3, "maybe"), "train", ["line 5", "unknown label 'maybe'"]),
+        ("rte", _set_field(3, 3, "maybe"), "dev", ["line 4", "unknown label 'maybe'"]),
+        ("stsb", _set_field(3, 9, "abc"), "train", ["line 4", "'abc' is not a number"]),
+        ("stsb", _set_field(2, 9, "nan"), "train", ["line 3", "'nan' is not finite"]),
+        ("stsb", _set_field(5, 9, "inf"), "dev", ["line 6", "'inf' is not finite"]),
+        ("rte", lambda lines: lines[:1], "train", ["no rows"]),
+        ("rte", lambda lines: lines[:1], "dev", ["no rows"]),
+        ("rte", _insert("99\tone text\n"), "train", ["line 4", "2 fields"]),
+        ("rte", _insert("99\ta\tb\tentailment\tx\n"), "train", ["line 4", "5 fields"]),
+    ],
+    ids=["missing-column", "unknown-label", "unknown-label-dev", "score-abc", "score-nan", "score-inf-dev",
+         "empty-train", "empty-dev", "too-few-fields", "too-many-fields"],
+)  # fmt: skip
+def test_bad_data_file(tmp_path, capsys, task, mutate, split, needles) -> None:
+    data, path = _data(tmp_path, task, mutate, split)
+    out = tmp_path / "out"
+    _fails(capsys, _train(data, out, task=task), path, *needles, output=out)
+
+
+def test_missing_file_and_wrong_encoding(tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    data, path = _data(tmp_path, "rte")
+    path.unlink()
+    _fails(capsys, _train(data, out), path, "file not found", output=out)
+    latin = "7\tcaf\u00e9 cr\u00e8me\tna\u00efve\tentailment\n".encode("latin-1")
+    data, path = _data(tmp_path, "rte")
+    path.write_bytes(path.read_bytes() + latin)
+    _fails(capsys, _train(data, out), path, "not UTF-8", "line 14", output=out)
+
+
+def test_unknown_task_key_type_and_config_file(tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    data, _ = _data(tmp_path, "rte")
+    _fails(capsys, _train(data, out, task="nope"), "unknown task 'nope'", output=out)
+    _fails(
+        capsys, _train(data, out, "learnin_rate=1"), "unknown key learnin_rate", "learning_rate", output=out
+    )
+    _fails(capsys, _train(data, out, "batch_size=abc"), "batch_size must be int", output=out)
+    _fails(capsys, _train(data, out, "batch_size=0"), "batch_size must be at least 1", output=out)
+    _fails(capsys, _train(data, out, "learning_rate=.nan"), "learning_rate must be a positive", output=out)
+    _fails(capsys, _train(data, out, "lambda_schedule=lineer"), "lambda_schedule must be one of", output=out)
+    _fails(capsys, _train(data, out, "log_with=[tensorbord]"), "log_with", "tensorbord", output=out)
+    config = tmp_path / "train.yaml"
+    config.write_text("learning_rate: 1e-3\nbatch_sise: 3\n")
+    _fails(
+        capsys, [*_train(data, out), "--config", str(config)], config, "unknown key batch_sise", output=out
+    )
+    config.write_text("epochs: [1\n")
+    _fails(
+        capsys, [*_train(data, out), "--config", str(config)], config, "line 2", "invalid YAML", output=out
+    )
+    _fails(capsys, [*_train(data, out), "--config", str(tmp_path)], tmp_path, "cannot read", output=out)
+    _fails(
+        capsys, ["run", "--preset", "smoke", "--output", str(out), "student.epochs=abc"], "epochs", output=out
+    )
+    _fails(capsys, ["run", "--preset", "smoke", "--output", str(out), "methods.bam.lamda_schedule=linear"],
+           "methods.bam", "lamda_schedule", output=out)  # fmt: skip
+
+
+def test_custom_task_yaml_with_a_typo_or_an_escaping_name(tmp_path, capsys) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for split in ("train", "dev"):
+        (folder / f"{split}.tsv").write_text("text\tlabel\ngood film\tpos\nbad film\tneg\n")
+    task = folder / "task.yaml"
+    body = "name: mine\nformat: tsv\nfiles: {train: train.tsv, dev: dev.tsv}\n"
+    body += "label_column: label\nlabels: [pos, neg]\n"
+    out = tmp_path / "out"
+    task.write_text(body + "text_colums: text\n")
+    _fails(capsys, ["train", "--task", str(task), "--output", str(out), *TINY_ARGS],
+           task, "line 6", "text_colums", "text_columns", output=out)  # fmt: skip
+    task.write_text(body.replace("name: mine", "name: ../../evil") + "text_columns: text\n")
+    _fails(capsys, ["train", "--task", str(task), "--output", str(out), *TINY_ARGS],
+           task, "line 1", "name", output=out)  # fmt: skip
+
+
+def _teacher_file(path: Path, task: str, rows_of: str, data: Path, fingerprint: str | None = None) -> Path:
+    examples = training_examples(get_task(rows_of), data)
+    outputs = np.zeros((len(examples), 2), dtype=np.float32)
+    save_teacher_outputs(
+        path, outputs, task=task, split="train", examples_fingerprint=fingerprint or examples.fingerprint(),
+        teacher_hash="t", tokenizer="tok", max_length=32, kind="logits",
+    )  # fmt: skip
+    return path
+
+
+def test_teacher_outputs_of_another_task_or_data_version(tmp_path, capsys) -> None:
+    data, _ = _data(tmp_path, "rte")
+    _data(tmp_path, "mrpc")
+    out = tmp_path / "out"
+    linear = ["lambda_schedule=linear"]
+    mrpc = _teacher_file(tmp_path / "mrpc.safetensors", "mrpc", "mrpc", data)
+    _fails(
+        capsys, _train(data, out, *linear, f"teacher_outputs.rte=[{mrpc}]"), mrpc, "task 'mrpc'", output=out
+    )
+    old = _teacher_file(tmp_path / "old.safetensors", "rte", "rte", data, fingerprint="0" * 64)
+    _fails(capsys, _train(data, out, *linear, f"teacher_outputs.rte=[{old}]"), old, "other data", output=out)
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(mrpc.read_bytes()[:50])
+    _fails(capsys, _train(data, out, *linear, f"teacher_outputs.rte=[{damaged}]"), damaged, output=out)
+    _fails(capsys, _train(data, out, *linear), "teacher_outputs.rte", output=out)
+    _fails(capsys, _train(data, out, f"teacher_outputs.mrpc=[{mrpc}]"), "teacher_outputs.mrpc", output=out)
+
+
+def test_a_folder_that_is_not_a_model(tmp_path, capsys) -> None:
+    data, _ = _data(tmp_path, "rte")
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "notes.txt").write_text("not a model")
+    _fails(capsys, ["evaluate", "--model", str(junk)], junk, "bam_model.json")
+    _fails(capsys, ["evaluate", "--model", str(tmp_path / "none")], tmp_path / "none")
+    out = tmp_path / "out"
+    _fails(
+        capsys, _train(data, out, "random_init=false", "--model", str(junk)), junk, "config.json", output=out
+    )
+    (junk / "config.json").write_text("{}")
+    _fails(capsys, _train(data, out, "--model", str(junk)), junk, "model_type", output=out)
+
+
+def test_output_folder_of_something_else_is_refused_unless_overwrite(tmp_path, capsys) -> None:
+    data, _ = _data(tmp_path, "rte")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    _fails(capsys, _train(data, other), other, "--overwrite")
+    _fails(capsys, ["run", "--preset", "smoke", "--output", str(other)], other, "--overwrite")
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
+    _fails(capsys, _train(data, other / "notes.txt"), other / "notes.txt", "is a file")
+    _fails(capsys, ["run", "--preset", "smoke", "--output", str(other / "notes.txt")], "is a file")
+    assert (other / "notes.txt").read_text() == "mine"
+
+    done = tmp_path / "done"
+    assert main(_train(data, done)) == 0
+    finished = {p.name: p.stat().st_mtime_ns for p in done.rglob("*")}
+    _fails(capsys, _train(data, done, "learning_rate=1"), done, "other settings", "learning_rate")
+    dev = data / "RTE" / "dev.tsv"
+    dev.write_text(dev.read_text(encoding="utf-8").replace("\tentailment\n", "\tnot_entailment\n", 1))
+    _fails(capsys, _train(data, done), done, "other data")
+    _fails(capsys, ["run", "--preset", "smoke", "--output", str(done)], done, "holds no bam run")
+    assert {p.name: p.stat().st_mtime_ns for p in done.rglob("*")} == finished  # untouched
+    _fails(capsys, ["evaluate", "--model", str(done), "--task", "mrpc"], done / "model", "no head for task")
+    evaluate = ["evaluate", "--model", str(done), "--data-dir", str(data), "--output", str(other)]
+    _fails(capsys, evaluate, other, "cannot write")
+    assert main([*_train(data, done, "learning_rate=1"), "--overwrite"]) == 0
+
+
+def test_names_cannot_leave_the_output_folder(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _fails(capsys, ["run", "--preset", "../presets/smoke"], "unknown preset")
+    dots = tmp_path / "...yaml"  # its stem is ".."
+    dots.write_text("tasks: [rte]\n")
+    _fails(capsys, ["run", "--config", str(dots)], "run name '..'")
+    out = tmp_path / "out"
+    _fails(capsys, ["run", "--preset", "smoke", "--output", str(out), "methods={../../x: {}}"], "'../../x'",
+           output=out)  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["...yaml"]
+
+
+def test_a_real_process_prints_one_line_and_exits_2(tmp_path) -> None:
+    """Outside pytest's capture too: no warning or log line joins the error, and the status is 2."""
+    data, path = _data(tmp_path, "stsb", _set_field(3, 9, "abc"))
+    env = {**os.environ, "PYTHONWARNINGS": "default"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bam.cli", *_train(data, tmp_path / "out", task="stsb")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr == f"bam: error: {path} line 4: score 'abc' is not a number\n"
+    assert done.stdout == "" and not (tmp_path / "out").exists()
