@@ -21,7 +21,7 @@ from typing import Any
 
 from bam.config import TrainConfig
 from bam.data.features import load_or_tokenize
-from bam.data.prepare import training_examples
+from bam.data.prepare import training_rows
 from bam.distill.store import OUTPUT_KIND, load_teacher_outputs, save_teacher_outputs
 from bam.errors import BamError
 from bam.fileio import atomic_write_json, fingerprint, sha256_file
@@ -71,9 +71,7 @@ def _run_stage(folder: Path, config: TrainConfig, quiet: bool, timings: dict[str
 def record_teacher_outputs(teacher_dir: Path, student: TrainConfig, task_name: str) -> Path:
     """The teacher's outputs on the student's training rows, cached next to the teacher."""
     task = get_task(task_name)
-    examples = training_examples(
-        task, student.data_dir, student.train_cap.get(task.name), task.name in student.both_orders
-    )
+    examples = training_rows(task, student)
     model_dir = teacher_dir / MODEL_DIR
     teacher_hash = sha256_file(model_dir / MODEL_FILE)
     path = teacher_dir / f"outputs-{fingerprint(examples.fingerprint())}.safetensors"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bam.config import TrainConfig
 from bam.data.examples import Examples
 from bam.data.load import load_examples
 from bam.errors import BamError
@@ -52,3 +53,10 @@ def training_examples(
     if examples.labels is None:
         raise BamError(f"{examples.source}: the training split of {task.name} has no labels")
     return with_both_orders(examples) if both_orders else examples
+
+
+def training_rows(task: TaskSpec, config: TrainConfig) -> Examples:
+    """``task``'s training rows as a stage's ``config`` selects them (cap, both orders)."""
+    return training_examples(
+        task, config.data_dir, config.train_cap.get(task.name), task.name in config.both_orders
+    )

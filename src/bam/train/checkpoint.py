@@ -27,13 +27,12 @@ from safetensors.torch import load_file, save_file
 from bam.config import TrainConfig, config_to_dict
 from bam.data.examples import Examples
 from bam.data.load import load_examples
-from bam.data.prepare import training_examples
+from bam.data.prepare import training_rows
 from bam.distill.store import read_teacher_metadata
 from bam.errors import BamError
 from bam.fileio import atomic_dir, atomic_write_json, fingerprint, recover_dir, sha256_file
 from bam.model import MODEL_FILE, resolve_encoder_path
 from bam.tasks import get_task
-from bam.tasks.spec import TaskSpec
 
 log = logging.getLogger("bam")
 
@@ -152,13 +151,6 @@ def remove_checkpoint(folder: Path) -> None:
     if folder.exists():
         os.replace(folder, gone)
         shutil.rmtree(gone, ignore_errors=True)
-
-
-def training_rows(task: TaskSpec, config: TrainConfig) -> Examples:
-    """``task``'s training rows as ``config`` selects them (cap, both orders): what is trained on."""
-    return training_examples(
-        task, config.data_dir, config.train_cap.get(task.name), task.name in config.both_orders
-    )
 
 
 @lru_cache(maxsize=8)

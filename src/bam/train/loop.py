@@ -26,6 +26,7 @@ from bam.config import TrainConfig, config_to_dict
 from bam.data.batching import collate, epoch_plan, steps_per_epoch, task_shares
 from bam.data.examples import Examples
 from bam.data.features import Features, load_or_tokenize
+from bam.data.prepare import training_rows
 from bam.distill import (
     average_teachers,
     classification_loss,
@@ -51,7 +52,6 @@ from bam.train.checkpoint import (
     run_key,
     save_checkpoint,
     tidy_output_dir,
-    training_rows,
 )
 from bam.train.optim import build_optimizer, build_scheduler
 
