@@ -51,7 +51,7 @@ class TrainConfig:
     eval_every: int = 0  # steps between dev evaluations; 0: at each epoch end
     checkpoint_every: int = 200  # steps between resumable checkpoints; 0: epoch ends only
     keep_best: bool = True  # keep the checkpoint with the best dev average, not the last
-    eval_batch_size: int = 128
+    eval_batch_size: int = 32
     seed: int = 13
     num_threads: int = 0  # torch intra-op threads; 0 leaves torch's default
     log_with: list[str] = field(default_factory=lambda: ["tensorboard"])

@@ -35,6 +35,9 @@ from bam.train.loop import train
 
 log = logging.getLogger("bam")
 RUN_FILE = "bam_run.json"
+# Rows per teacher-inference batch: measured fastest on CPU (bench/teacher_pass.py): larger
+# batches spill the activations out of cache.
+TEACHER_BATCH = 32
 _STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -91,7 +94,7 @@ def record_teacher_outputs(teacher_dir: Path, student: TrainConfig, task_name: s
     max_length = meta["train_config"]["max_length"]
     features = load_or_tokenize(examples, tokenizer, max_length)
     pad_id = tokenizer.pad_token_id or 0
-    outputs = predict_outputs(model, features, task.head_name, pad_id, batch_size=256)
+    outputs = predict_outputs(model, features, task.head_name, pad_id, batch_size=TEACHER_BATCH)
     save_teacher_outputs(
         path,
         outputs,
