@@ -22,7 +22,7 @@ from typing import Any
 from bam.config import TrainConfig
 from bam.data.features import load_or_tokenize
 from bam.data.prepare import training_rows
-from bam.distill.store import OUTPUT_KIND, load_teacher_outputs, save_teacher_outputs
+from bam.distill.store import OUTPUT_KIND, load_outputs_for, save_teacher_outputs
 from bam.errors import BamError
 from bam.fileio import atomic_write_json, fingerprint, sha256_file
 from bam.inference import predict_outputs
@@ -79,14 +79,7 @@ def record_teacher_outputs(teacher_dir: Path, student: TrainConfig, task_name: s
     teacher_hash = sha256_file(model_dir / MODEL_FILE)
     path = teacher_dir / f"outputs-{fingerprint(examples.fingerprint())}.safetensors"
     try:
-        load_teacher_outputs(
-            path,
-            task=task.name,
-            split="train",
-            examples_fingerprint=examples.fingerprint(),
-            rows=len(examples),
-            teacher_hash=teacher_hash,
-        )
+        load_outputs_for(path, examples, teacher_hash)
         return path
     except BamError:
         pass  # missing, stale or damaged: record again

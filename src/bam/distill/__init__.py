@@ -12,6 +12,7 @@ from bam.distill.schedules import LAMBDA_SCHEDULES, lambda_at
 from bam.distill.store import (
     OUTPUT_KIND,
     average_teachers,
+    load_outputs_for,
     load_teacher_outputs,
     read_teacher_metadata,
     save_teacher_outputs,
@@ -23,6 +24,7 @@ __all__ = [
     "average_teachers",
     "classification_loss",
     "lambda_at",
+    "load_outputs_for",
     "load_teacher_outputs",
     "read_teacher_metadata",
     "regression_loss",

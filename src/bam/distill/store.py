@@ -15,6 +15,7 @@ import safetensors
 import safetensors.numpy
 from scipy.special import logsumexp
 
+from bam.data.examples import Examples
 from bam.errors import BamError
 from bam.fileio import atomic_write_bytes
 
@@ -148,6 +149,20 @@ def load_teacher_outputs(
     if not np.isfinite(array).all():
         raise BamError(f"{where} contain NaN or infinite values")
     return array
+
+
+def load_outputs_for(
+    path: str | os.PathLike, examples: Examples, teacher_hash: str | None = None
+) -> np.ndarray:
+    """Teacher outputs checked against the very rows (task, split, order, count) they must cover."""
+    return load_teacher_outputs(
+        path,
+        task=examples.task,
+        split=examples.split,
+        examples_fingerprint=examples.fingerprint(),
+        rows=len(examples),
+        teacher_hash=teacher_hash,
+    )
 
 
 def average_teachers(outputs: list[np.ndarray], kind: str) -> np.ndarray:

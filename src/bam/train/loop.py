@@ -31,7 +31,7 @@ from bam.distill import (
     average_teachers,
     classification_loss,
     lambda_at,
-    load_teacher_outputs,
+    load_outputs_for,
     regression_loss,
 )
 from bam.errors import BamError
@@ -87,16 +87,7 @@ def _task_data(
     teacher = None
     files = config.teacher_outputs.get(task.name)
     if files:
-        outputs = [
-            load_teacher_outputs(
-                path,
-                task=task.name,
-                split="train",
-                examples_fingerprint=examples.fingerprint(),
-                rows=len(examples),
-            )
-            for path in files
-        ]
+        outputs = [load_outputs_for(path, examples) for path in files]
         teacher = torch.from_numpy(
             average_teachers(outputs, "score" if task.kind == "regression" else "logits")
         )
