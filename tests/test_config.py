@@ -60,3 +60,12 @@ def test_run_config_refuses_typos_in_any_section() -> None:
         load_run_config("smoke", None, ["sed=[1]"])
     with pytest.raises(BamError, match="unknown preset 'nope'"):
         load_run_config("nope", None, [])
+
+
+def test_run_config_counts_teachers_per_method() -> None:
+    config = load_run_config("smoke", None, ["methods.ens={lambda_schedule: linear, teachers: 3}"])
+    assert (config.teacher_count("bam"), config.teacher_count("ens"), config.teachers_needed()) == (1, 3, 3)
+    assert config.student_config("ens", config.tasks, 1).lambda_schedule == "linear"
+    for bad in ("0", "1.5", "true"):
+        with pytest.raises(BamError, match=r"methods\.ens\.teachers must be a whole number"):
+            load_run_config("smoke", None, [f"methods.ens={{lambda_schedule: linear, teachers: {bad}}}"])

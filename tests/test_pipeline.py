@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -34,14 +35,30 @@ def test_smoke_run_writes_all_methods_and_reuses_stages(tmp_path, capsys) -> Non
     assert main(["run", "--preset", "smoke", "--output", str(out), "--quiet"]) == 0
     again = json.loads((out / "results.json").read_text())
     assert again["methods"] == results["methods"]
-    assert again["details"]["stage_seconds"] == {}
+    assert again["details"]["stages_trained"] == []
+    assert again["details"]["stage_seconds"] == results["details"]["stage_seconds"]  # as recorded
 
     # A student-only change re-runs the students, not the teachers.
     assert main(["run", "--preset", "smoke", "--output", str(out), "--quiet", "student.epochs=1"]) == 0
     changed = json.loads((out / "results.json").read_text())
-    rerun = set(changed["details"]["stage_seconds"])
+    rerun = set(changed["details"]["stages_trained"])
     assert rerun and all(not name.startswith("teacher-") for name in rerun)
     assert changed["methods"]["single"] == results["methods"]["single"]
+
+
+def test_a_method_can_distil_from_a_teacher_ensemble(tmp_path) -> None:
+    out = tmp_path / "ensemble"
+    ens = "ens: {lambda_schedule: linear, teachers: 2}"
+    methods = f"methods={{single: {{}}, bam: {{lambda_schedule: linear}}, {ens}}}"
+    assert main(["run", "--preset", "smoke", "--output", str(out), "--quiet", "tasks=[rte]", methods]) == 0
+    results = json.loads((out / "results.json").read_text())
+    stages = results["details"]["stages"]["13"]
+    assert len(stages["single"]) == 2  # member 0 is Single; member 1 only serves the ensemble
+    assert "teacher-rte-s13-" in stages["single"][0] and "teacher-rte-s1013-" in stages["single"][1]
+    configs = {m: json.loads((Path(stages[m][0]) / "train_config.json").read_text()) for m in ("bam", "ens")}
+    assert len(configs["bam"]["teacher_outputs"]["rte"]) == 1
+    assert len(configs["ens"]["teacher_outputs"]["rte"]) == 2
+    assert results["methods"]["single"]["rte"] == results["details"]["per_seed"]["13"]["single"]["rte"]
 
 
 def test_paper_recipe_dry_run_works_offline(capsys) -> None:

@@ -56,18 +56,22 @@ def stage_dir(root: Path, name: str, config: TrainConfig) -> Path:
     return folder
 
 
-def _run_stage(folder: Path, config: TrainConfig, quiet: bool, timings: dict[str, float]) -> dict[str, Any]:
-    """Train unless a finished stage is already there (resuming an unfinished one); its dev summary."""
+def _run_stage(folder: Path, config: TrainConfig, quiet: bool, timings: dict[str, Any]) -> dict[str, Any]:
+    """Train unless a finished stage is already there (resuming an unfinished one); its dev summary.
+
+    ``timings["seconds"]`` gets every stage's wall time (summed over the attempts a resumed stage
+    took, as the stage recorded it); ``timings["trained"]`` the stages this invocation trained."""
     finished = finished_run(folder)
     if finished is not None:
         if not quiet:
             log.info("stage %s: cached", folder.name)
+        timings["seconds"][folder.name] = finished.get("seconds", 0.0)
         return finished["dev"]
-    started = time.perf_counter()
     if not quiet:
         log.info("stage %s: training %s", folder.name, ",".join(config.tasks))
     result = train(config, folder, quiet=quiet)
-    timings[folder.name] = time.perf_counter() - started
+    timings["seconds"][folder.name] = result.seconds
+    timings["trained"].append(folder.name)
     return result.dev
 
 
@@ -107,7 +111,7 @@ def _scores(summary: dict[str, Any]) -> dict[str, float]:
 
 
 def run_seed(
-    config: RunConfig, root: Path, seed: int, quiet: bool, timings: dict[str, float]
+    config: RunConfig, root: Path, seed: int, quiet: bool, timings: dict[str, Any]
 ) -> dict[str, Any]:
     """Every method of one seed: ``{method: {task: score, "avg": score}}`` plus stage folders."""
     # A task may be given by alias or as a custom-task YAML path; folders and keys use its name.
@@ -115,7 +119,7 @@ def run_seed(
     teachers: dict[str, list[Path]] = {}
     single: dict[str, Any] = {"scores": {}}
     for task in config.tasks:
-        for member in range(config.teachers_per_task):
+        for member in range(config.teachers_needed()):
             teacher = config.teacher_config(task, seed + 1000 * member)
             folder = stage_dir(root, f"teacher-{names[task]}-s{teacher.seed}", teacher)
             summary = _run_stage(folder, teacher, quiet, timings)
@@ -135,7 +139,8 @@ def run_seed(
             if student.lambda_schedule != "gold":
                 student.teacher_outputs = {
                     names[t]: [
-                        str(record_teacher_outputs(folder, student, t)) for folder in teachers[names[t]]
+                        str(record_teacher_outputs(folder, student, t))
+                        for folder in teachers[names[t]][: config.teacher_count(method)]
                     ]
                     for t in tasks
                 }
@@ -179,7 +184,7 @@ def run(
     check_output_dir(root, overwrite)
     atomic_write_json(root / RUN_FILE, {"config": asdict(config)})
     started = time.perf_counter()
-    timings: dict[str, float] = {}
+    timings: dict[str, Any] = {"seconds": {}, "trained": []}
     per_seed = {}
     stages = {}
     for seed in config.seeds:
@@ -196,7 +201,8 @@ def run(
             "seeds": config.seeds,
             "per_seed": {str(s): m for s, m in per_seed.items()},
             "stages": {str(s): st for s, st in stages.items()},
-            "stage_seconds": timings,
+            "stage_seconds": timings["seconds"],
+            "stages_trained": timings["trained"],
             "wall_seconds": time.perf_counter() - started,
             "config": asdict(config),
         },

@@ -105,7 +105,7 @@ def describe_plan(config: RunConfig) -> str:
     params, size_source = non_embedding_parameters(teacher)
     lines = [
         f"plan: {len(config.tasks)} tasks × {len(config.seeds)} seed(s), "
-        f"{config.teachers_per_task} teacher(s) per task; model {teacher.model} "
+        f"{config.teachers_needed()} teacher(s) per task; model {teacher.model} "
         f"({params / 1e6:,.0f}M non-embedding parameters, {size_source})",
         "",
         "tasks (training rows as the students see them):",
@@ -122,7 +122,7 @@ def describe_plan(config: RunConfig) -> str:
     lines += ["", "stages per seed:"]
     total = 0.0
     for name in config.tasks:
-        for member in range(config.teachers_per_task):
+        for member in range(config.teachers_needed()):
             cfg = config.teacher_config(name, seed + 1000 * member)
             line, flops = _stage_line(f"teacher {name} s{cfg.seed}", cfg, [_task_plan(name, cfg)], params)
             lines.append(line)

@@ -3,7 +3,10 @@
 Every stage is a :class:`~bam.config.TrainConfig` built from layers: the defaults, then ``train``
 (shared by all stages), then ``teacher`` or ``student``, then a method's own overrides. Methods
 are data: ``single`` is the teachers themselves; any other entry is a student configuration, so
-an ablation is one line (``methods.bam_const: {lambda_schedule: constant}``).
+an ablation is one line (``methods.bam_const: {lambda_schedule: constant}``). Two method keys
+are not training settings: ``per_task`` (one student per task: Single→Single born-again) and
+``teachers`` (how many teachers per task, of seeds seed, seed+1000, ..., the student distils from
+the average of; ``teachers_per_task`` otherwise).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ DEFAULT_METHODS: dict[str, dict[str, Any]] = {
     "bam": {"lambda_schedule": "linear"},
 }
 PER_TASK_KEY = "per_task"  # a method key: one student per task (Single→Single born-again)
+TEACHERS_KEY = "teachers"  # a method key: an ensemble of this many teachers per task
+METHOD_KEYS = (PER_TASK_KEY, TEACHERS_KEY)
 
 
 @dataclass
@@ -42,12 +47,20 @@ class RunConfig:
         return build_dataclass(TrainConfig, {**values, "tasks": [task], "seed": seed}, "teacher")
 
     def student_config(self, method: str, tasks: list[str], seed: int) -> TrainConfig:
-        overrides = {k: v for k, v in self.methods[method].items() if k != PER_TASK_KEY}
+        overrides = {k: v for k, v in self.methods[method].items() if k not in METHOD_KEYS}
         values = deep_merge(deep_merge(deep_merge(STUDENT_DEFAULTS, self.train), self.student), overrides)
         return build_dataclass(TrainConfig, {**values, "tasks": tasks, "seed": seed}, f"methods.{method}")
 
     def per_task(self, method: str) -> bool:
         return bool(self.methods[method].get(PER_TASK_KEY, False))
+
+    def teacher_count(self, method: str) -> int:
+        """Teachers per task that ``method`` distils from (their outputs averaged)."""
+        return int(self.methods[method].get(TEACHERS_KEY, self.teachers_per_task))
+
+    def teachers_needed(self) -> int:
+        """Teachers to train per task and seed: member 0 is Single; the rest serve ensembles."""
+        return max([1] + [self.teacher_count(m) for m in self.methods if m != "single"])
 
     def validate(self) -> None:
         """Build every stage's config once, so a typo fails before hours of training."""
@@ -66,6 +79,9 @@ class RunConfig:
                 raise BamError(f"methods.{method} must be a mapping of settings")
             if PER_TASK_KEY in overrides and not isinstance(overrides[PER_TASK_KEY], bool):
                 raise BamError(f"methods.{method}.{PER_TASK_KEY} must be true or false")
+            count = overrides.get(TEACHERS_KEY, 1)
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise BamError(f"methods.{method}.{TEACHERS_KEY} must be a whole number, at least 1")
             self.student_config(method, self.tasks, self.seeds[0])
         self.teacher_config(self.tasks[0], self.seeds[0])
 

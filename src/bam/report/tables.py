@@ -112,8 +112,9 @@ def write_report(root: Path, results: dict[str, Any]) -> Path:
         parts += [seed_statistics(details["per_seed"]), ""]
         for seed, methods in details["per_seed"].items():
             parts += [f"## Seed {seed}", "", format_table(methods), ""]
-    parts += ["## Time per stage", "", "| stage | seconds |", "|---|---:|"]
+    parts += ["## Wall time per stage", "", "| stage | seconds |", "|---|---:|"]
     parts += [f"| {name} | {secs:.0f} |" for name, secs in details["stage_seconds"].items()]
+    parts += [f"| **all stages** | {sum(details['stage_seconds'].values()):.0f} |"]
     parts += [f"| **whole run (this invocation)** | {details['wall_seconds']:.0f} |", ""]
     plots = write_plots(root, results)
     parts += ["## Plots", "", *[f"![{p.stem}]({p.name})" for p in plots], ""]

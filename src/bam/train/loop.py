@@ -227,6 +227,7 @@ def train(
         "loss_sum": 0.0,
         "loss_steps": 0,
     }
+    earlier_seconds = progress.get("elapsed", 0.0)  # wall time of the attempts this run resumes
     scheduler = build_scheduler(optimizer, total_steps, config.warmup_fraction)
     with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended here
         warnings.simplefilter("ignore", UserWarning)
@@ -319,7 +320,12 @@ def train(
                 output_dir / CHECKPOINT_DIR,
                 accelerator.unwrap_model(model),
                 optimizer,
-                {**progress, "step": done, "run_key": key},
+                {
+                    **progress,
+                    "step": done,
+                    "run_key": key,
+                    "elapsed": earlier_seconds + time.perf_counter() - started,
+                },
             )
         accelerator.wait_for_everyone()
     bar.close()
@@ -330,7 +336,7 @@ def train(
         output_dir=output_dir,
         dev=progress["best"],
         history=progress["history"],
-        seconds=time.perf_counter() - started,
+        seconds=earlier_seconds + time.perf_counter() - started,
         examples_per_second=progress["examples"] / max(progress["seconds"], 1e-9),
     )
     if accelerator.is_main_process:
