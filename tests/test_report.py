@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bam.report.tables import format_table, seed_statistics
+from bam.report.tables import bam_versus, format_table, seed_statistics
 
 
 def test_mann_whitney_by_hand() -> None:
@@ -23,3 +23,15 @@ def test_table_orders_methods_as_the_paper() -> None:
     table = format_table({"bam": {"rte": 1.0, "avg": 1.0}, "single": {"rte": 2.0, "avg": 2.0}})
     lines = table.splitlines()
     assert lines[2].startswith("| Single") and lines[3].startswith("| BAM")
+
+
+def test_bam_versus_counts_gaps_and_tasks_not_behind() -> None:
+    methods = {
+        "single": {"rte": 60.0, "cola": 30.0, "avg": 45.0},
+        "multi": {"rte": 62.0, "cola": 35.0, "avg": 48.5},
+        "bam": {"rte": 60.0, "cola": 34.0, "avg": 47.0},
+    }
+    text = bam_versus(methods)
+    assert "| Single (teachers) | +2.00 | 2 of 2: RTE, CoLA |" in text  # a tie counts as not behind
+    assert "| Multi (gold labels) | -1.50 | 0 of 2: none |" in text
+    assert bam_versus({"single": methods["single"]}) == ""

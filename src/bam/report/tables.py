@@ -92,6 +92,29 @@ def seed_statistics(per_seed: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+def bam_versus(methods: dict[str, dict[str, float]]) -> str:
+    """BAM's lead over every other method: on the average, and the tasks where BAM is not behind."""
+    if "bam" not in methods:
+        return ""
+    bam = methods["bam"]
+    tasks = [t for t in task_columns(methods) if t in bam]
+    lines = [
+        "## BAM against each method",
+        "",
+        "| method | BAM avg − method avg | tasks where BAM ≥ method |",
+        "|---|---:|---|",
+    ]
+    for method, scores in ordered(methods).items():
+        if method == "bam":
+            continue
+        kept = [_label(t) for t in tasks if t in scores and bam[t] >= scores[t]]
+        lines.append(
+            f"| {METHOD_NAMES.get(method, method)} | {bam['avg'] - scores['avg']:+.2f} | "
+            f"{len(kept)} of {len(tasks)}: {', '.join(kept) or 'none'} |"
+        )
+    return "\n".join(lines)
+
+
 def write_report(root: Path, results: dict[str, Any]) -> Path:
     """``report.md``: the table (medians over seeds), per-seed tables, plots, and every setting used."""
     from bam.report.plots import write_plots  # matplotlib only when a report is written
@@ -108,6 +131,8 @@ def write_report(root: Path, results: dict[str, Any]) -> Path:
         format_table(results["methods"]),
         "",
     ]
+    versus = bam_versus(results["methods"])
+    parts += [versus, ""] if versus else []
     if len(seeds) > 1:
         parts += [seed_statistics(details["per_seed"]), ""]
         for seed, methods in details["per_seed"].items():
