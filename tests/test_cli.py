@@ -19,7 +19,11 @@ from tests.conftest import TINY
 def model_dir(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("cli") / "run"
     model, tokenizer = build_model(
-        "minilm-l6", [get_task(t) for t in ("rte", "stsb", "cola")], random_init=True, overrides=TINY
+        "minilm-l6",
+        [get_task(t) for t in ("rte", "stsb", "cola")],
+        random_init=True,
+        overrides=TINY,
+        pooling="cls",  # exportable to a Hugging Face sequence classifier
     )
     save_bam_model(model, tokenizer, folder / "model", {"train_config": {"max_length": 64}})
     return folder

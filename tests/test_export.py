@@ -129,6 +129,13 @@ def test_mismatching_outputs_are_refused(
     assert not (tmp_path / "hf").exists()
 
 
+def test_mean_pooled_model_is_refused(tmp_path: Path) -> None:
+    folder = save_tiny_model(tmp_path / "model", ["rte"], pooling="mean")
+    with pytest.raises(BamError, match="mean-pools"):
+        export_hf(folder, "rte", tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
+
+
 def test_unknown_head(bert_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(BamError, match=r"head 'mnli'.*its tasks: rte, stsb"):
         export_hf(bert_dir, "ax", tmp_path / "hf")

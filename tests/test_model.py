@@ -34,9 +34,9 @@ HEADS = [
 ]
 
 
-def _model(family: str) -> BamModel:
+def _model(family: str, pooling: str = "cls") -> BamModel:
     torch.manual_seed(0)
-    return BamModel(AutoModel.from_config(FAMILIES[family]()), HEADS)
+    return BamModel(AutoModel.from_config(FAMILIES[family]()), HEADS, pooling=pooling)
 
 
 def _inputs(batch: int = 3, length: int = 7) -> dict[str, torch.Tensor]:
@@ -86,17 +86,27 @@ def test_optimizer_groups_carry_scaled_rates_and_no_decay_on_bias_and_norm() -> 
         assert decay == (0.0 if param.ndim == 1 else 0.01), name
 
 
-@pytest.mark.parametrize("family", ["bert", "deberta-v2"])
-def test_save_load_round_trip_is_exact(family: str, tmp_path) -> None:
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_mean_pooling_ignores_padding(pooling: str) -> None:
+    model = _model("bert", pooling).eval()
+    inputs = _inputs()
+    padded = model(**inputs)["stsb"][0]
+    alone = model(**{k: v[:1, :5] for k, v in inputs.items()})["stsb"][0]
+    assert torch.allclose(padded, alone, atol=1e-5)
+    assert (model.encoder.pooler is None) == (pooling == "mean")
+
+
+@pytest.mark.parametrize(("family", "pooling"), [("bert", "cls"), ("bert", "mean"), ("deberta-v2", "cls")])
+def test_save_load_round_trip_is_exact(family: str, pooling: str, tmp_path) -> None:
     from transformers import AutoTokenizer
 
     from bam.model import resolve_encoder_path
 
-    model = _model(family).eval()
+    model = _model(family, pooling).eval()
     tokenizer = AutoTokenizer.from_pretrained(resolve_encoder_path("minilm-l6"))
     save_bam_model(model, tokenizer, tmp_path / "m", {"note": "x"})
     loaded, _, meta = load_bam_model(tmp_path / "m")
-    assert meta["note"] == "x"
+    assert meta["note"] == "x" and loaded.pooling == pooling
     saved = load_file(str(tmp_path / "m" / MODEL_FILE))
     for name, tensor in loaded.state_dict().items():
         if name in saved:
@@ -106,7 +116,9 @@ def test_save_load_round_trip_is_exact(family: str, tmp_path) -> None:
         assert torch.allclose(out, loaded(**inputs)[task], atol=1e-6)
 
 
-def test_packaged_encoder_builds_with_pooler() -> None:
+@pytest.mark.parametrize(("pooling", "resolved"), [("auto", "mean"), ("cls", "cls"), ("mean", "mean")])
+def test_packaged_encoder_pools_as_it_was_trained(pooling: str, resolved: str) -> None:
+    # all-MiniLM-L6-v2 is a sentence-transformers model: its 1_Pooling/config.json says mean.
     model, tokenizer = build_model(
         "minilm-l6",
         [get_task("rte")],
@@ -117,6 +129,15 @@ def test_packaged_encoder_builds_with_pooler() -> None:
             "num_attention_heads": 2,
             "intermediate_size": 64,
         },
+        pooling=pooling,
     )
-    assert model.encoder.pooler is not None
+    assert model.pooling == resolved
+    assert (model.encoder.pooler is not None) == (resolved == "cls")
     assert tokenizer.is_fast
+
+
+def test_auto_pooling_is_cls_without_a_sentence_transformers_folder(tmp_path) -> None:
+    from bam.model import resolve_pooling
+
+    assert resolve_pooling(str(tmp_path), "auto") == "cls"
+    assert resolve_pooling("bert-large-uncased", "auto") == "cls"  # a hub id: no network touched

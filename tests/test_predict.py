@@ -27,11 +27,11 @@ PAIRS = [
 ]
 
 
-def save_tiny_model(folder: Path, tasks: list[str], seed: int = 0) -> Path:
+def save_tiny_model(folder: Path, tasks: list[str], seed: int = 0, pooling: str = "cls") -> Path:
     """A tiny random BERT with one head per task, saved as a bam model folder."""
     torch.manual_seed(seed)
     model, tokenizer = build_model(
-        "minilm-l6", [get_task(t) for t in tasks], random_init=True, overrides=dict(TINY)
+        "minilm-l6", [get_task(t) for t in tasks], random_init=True, overrides=dict(TINY), pooling=pooling
     )
     return save_bam_model(model, tokenizer, folder)
 

@@ -31,6 +31,7 @@ class TrainConfig:
     random_init: bool = False  # start from the encoder's config, not its weights (tests, smoke)
     encoder_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {num_hidden_layers: 2}
     trust_remote_code: bool = False
+    pooling: str = "auto"  # cls | mean | auto (mean for sentence-transformers folders that mean-pool)
     data_dir: str | None = None  # None: the vendored GLUE copy; "hub": nyu-mll/glue via datasets
     max_length: int = 128
     train_cap: dict[str, int] = field(default_factory=dict)  # task -> rows kept (chosen by seed)
@@ -80,6 +81,7 @@ def _check_ranges(config: TrainConfig) -> None:
         "sampling_alpha": (config.sampling_alpha >= 0 and finite(config.sampling_alpha), "0 or more"),
         "lambda_schedule": (config.lambda_schedule in LAMBDA_SCHEDULES, f"one of {schedules}"),
         "lambda_constant": (0 <= config.lambda_constant <= 1, "in [0, 1]"),
+        "pooling": (config.pooling in ("auto", "cls", "mean"), "one of auto, cls, mean"),
         "temperature": (config.temperature > 0 and finite(config.temperature), "a positive number"),
         "eval_every": (config.eval_every >= 0, "0 or more"),
         "checkpoint_every": (config.checkpoint_every >= 0, "0 or more"),

@@ -1,7 +1,10 @@
 """The model: a Hugging Face encoder shared by all tasks, plus a small head per task.
 
-A head is dropout + linear on the pooled [CLS] representation (the encoder's pooler where it has
-one, e.g. BERT; the [CLS] hidden state otherwise, e.g. ELECTRA, DeBERTa-v2). The model computes
+A head is dropout + linear on one pooled vector per row. ``cls`` pooling is the paper's: the
+encoder's pooler where it has one (BERT), the [CLS] hidden state otherwise (ELECTRA, DeBERTa-v2).
+``mean`` averages the real tokens' hidden states, the way sentence-transformers encoders such as
+the packaged MiniLM were trained (their [CLS] state and pooler were never trained for anything);
+``auto`` picks ``mean`` for a folder whose ``1_Pooling/config.json`` says so. The model computes
 outputs only: losses live in ``bam.distill.losses``. Models are saved as ``model.safetensors`` +
 ``bam_model.json`` + the tokenizer's files, and load back exactly.
 """
@@ -48,10 +51,17 @@ class HeadSpec:
 class BamModel(nn.Module):
     """Shared encoder + one head per task. ``forward`` runs each head on its rows of the batch."""
 
-    def __init__(self, encoder: PreTrainedModel, heads: list[HeadSpec], dropout: float = 0.1):
+    def __init__(
+        self, encoder: PreTrainedModel, heads: list[HeadSpec], dropout: float = 0.1, pooling: str = "cls"
+    ):
         super().__init__()
+        if pooling not in ("cls", "mean"):
+            raise BamError(f"pooling must be 'cls' or 'mean' here, got {pooling!r}")
+        if pooling == "mean" and getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None  # unused: no dead weights in the optimizer, DDP or saved files
         self.encoder = encoder
         self.dropout = dropout
+        self.pooling = pooling
         self.head_specs = {head.task: head for head in heads}
         hidden = encoder.config.hidden_size
         self.heads = nn.ModuleDict(
@@ -76,6 +86,9 @@ class BamModel(nn.Module):
         if token_type_ids is not None and getattr(self.encoder.config, "type_vocab_size", 0) > 1:
             kwargs["token_type_ids"] = token_type_ids
         out = self.encoder(**kwargs)
+        if self.pooling == "mean":
+            weights = attention_mask.unsqueeze(-1).to(out.last_hidden_state.dtype)
+            return (out.last_hidden_state * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         pooled = getattr(out, "pooler_output", None)
         return pooled if pooled is not None else out.last_hidden_state[:, 0]
 
@@ -111,6 +124,19 @@ def resolve_encoder_path(name: str) -> str:
                 f"model {name!r} needs the package {package.replace('_', '-')}: pip install 'bam-nlu[demo]'"
             ) from None
     return name
+
+
+def resolve_pooling(name: str, pooling: str) -> str:
+    """``auto`` → ``mean`` when the encoder's folder is a sentence-transformers model that mean-pools
+    (``1_Pooling/config.json``), ``cls`` otherwise (hub ids included: set ``mean`` by hand there)."""
+    if pooling != "auto":
+        return pooling
+    config = Path(resolve_encoder_path(name)) / "1_Pooling" / "config.json"
+    try:
+        settings = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "cls"
+    return "mean" if isinstance(settings, dict) and settings.get("pooling_mode_mean_tokens") else "cls"
 
 
 def load_encoder(
@@ -152,6 +178,7 @@ def build_model(
     overrides: dict[str, Any] | None = None,
     trust_remote_code: bool = False,
     dropout: float = 0.1,
+    pooling: str = "auto",
 ) -> tuple[BamModel, PreTrainedTokenizerBase]:
     encoder, tokenizer = load_encoder(
         name,
@@ -161,7 +188,7 @@ def build_model(
         dropout=dropout,
     )
     heads = [HeadSpec.from_task(task) for task in tasks]
-    return BamModel(encoder, heads, dropout), tokenizer
+    return BamModel(encoder, heads, dropout, resolve_pooling(name, pooling)), tokenizer
 
 
 def save_bam_model(
@@ -182,6 +209,7 @@ def save_bam_model(
                 "encoder_config": model.encoder.config.to_dict(),
                 "heads": [asdict(head) for head in model.head_specs.values()],
                 "dropout": model.dropout,
+                "pooling": model.pooling,
                 **(extra or {}),
             },
         )
@@ -212,7 +240,7 @@ def load_bam_model(
     config = AutoConfig.for_model(model_type, **encoder_config)
     encoder = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
     heads = [HeadSpec(h["task"], h["kind"], tuple(h["labels"]), h["num_outputs"]) for h in meta["heads"]]
-    model = BamModel(encoder, heads, meta.get("dropout", 0.1))
+    model = BamModel(encoder, heads, meta.get("dropout", 0.1), meta.get("pooling", "cls"))
     try:
         state = load_file(str(model_dir / MODEL_FILE))
     except Exception as err:  # safetensors raises its own error types for truncated files

@@ -3,8 +3,9 @@
 The folder loads with ``AutoModelForSequenceClassification.from_pretrained(folder)`` and
 ``pipeline("text-classification", model=folder)``; no bam code is needed to use it.
 
-A bam head is dropout + linear on the encoder's pooled vector (its pooler where it has one, the
-[CLS] state otherwise). Two Hugging Face head layouts compute exactly that, and are mapped:
+A bam head is dropout + linear on the encoder's pooled vector (with ``pooling=cls``: its pooler
+where it has one, the [CLS] state otherwise; a mean-pooled model is refused, as no Hugging Face
+sequence classifier mean-pools). Two Hugging Face head layouts compute exactly that, and are mapped:
 
 * BERT-style (BERT, MiniLM, ALBERT, ...): base model with its pooler + linear ``classifier``.
   Encoder → ``<base_model_prefix>.*`` (pooler included), head → ``classifier.*``.
@@ -73,6 +74,11 @@ def _unsupported(model_type: str, detail: str) -> BamError:
 def _mapped_state(predictor: Predictor, head: str, hf: PreTrainedModel) -> dict[str, torch.Tensor]:
     """bam's weights under the Hugging Face model's names, for the layouts described above."""
     model_type = hf.config.model_type
+    if predictor.model.pooling != "cls":
+        raise BamError(
+            f"export needs a model trained with pooling=cls; this one {predictor.model.pooling}-pools, "
+            "which no Hugging Face sequence classifier computes (use `bam predict` instead)"
+        )
     prefix = hf.base_model_prefix
     base = getattr(hf, prefix, None)
     encoder = predictor.model.encoder

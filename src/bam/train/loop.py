@@ -188,6 +188,7 @@ def train(
         overrides=config.encoder_overrides,
         trust_remote_code=config.trust_remote_code,
         dropout=config.dropout,
+        pooling=config.pooling,
     )
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     data = [
