@@ -52,7 +52,7 @@ def _models() -> tuple[Any, Any]:
     from bam.tasks import get_task
 
     torch.manual_seed(0)
-    model, tokenizer = build_model("minilm-l6", [get_task(TASK)])
+    model, tokenizer = build_model("minilm-l6", [get_task(TASK)], pooling="cls")  # maps onto HF's head
     return model.eval(), tokenizer
 
 

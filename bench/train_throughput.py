@@ -72,6 +72,7 @@ def _bam_config(per_task: int, epochs: float) -> Any:
     return TrainConfig(
         tasks=TASKS,
         model="minilm-l6",
+        pooling="cls",  # the Trainer's BertForSequenceClassification reads the pooler: same work
         train_cap={t: per_task for t in TASKS},
         batch_size=BATCH,
         learning_rate=LR,
