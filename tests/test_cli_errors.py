@@ -249,7 +249,7 @@ def test_a_real_process_prints_one_line_and_exits_2(tmp_path) -> None:
     data, path = _data(tmp_path, "stsb", _set_field(3, 9, "abc"))
     env = {**os.environ, "PYTHONWARNINGS": "default"}
     done = subprocess.run(
-        [sys.executable, "-m", "bam.cli", *_train(data, tmp_path / "out", task="stsb")],
+        [sys.executable, "-m", "bam", *_train(data, tmp_path / "out", task="stsb")],
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
     assert done.returncode == 2
