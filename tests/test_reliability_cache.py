@@ -8,6 +8,7 @@ the middle of replacing a checkpoint folder resumes from the previous one.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from bam.data.features import load_or_tokenize, tokenize
 from bam.data.prepare import training_examples
 from bam.distill.store import load_teacher_outputs
 from bam.errors import BamError
+from bam.fileio import exclusive_folder
 from bam.model import load_encoder
 from bam.pipeline import run
 from bam.run_config import load_run_config
@@ -137,6 +139,20 @@ def test_crash_while_replacing_the_checkpoint_resumes_from_the_previous_one(
     assert _weights(out) == _weights(reference)
     done, ref = (json.loads((x / "train_done.json").read_text()) for x in (out, reference))
     assert done["history"] == ref["history"] and done["run_key"] == ref["run_key"]
+    assert sorted(p.name for p in out.iterdir()) == ["model", "train_config.json", "train_done.json"]
+
+
+def test_a_folder_another_process_writes_is_refused_and_left_alone(tmp_path: Path, reference: Path) -> None:
+    """A second writer would delete the first one's temporary files and race its checkpoints."""
+    out = tmp_path / "run"
+    with exclusive_folder(out):  # stands for another bam process training here
+        in_progress = out / ".checkpoint.x1.tmp"
+        in_progress.mkdir()
+        with pytest.raises(BamError, match=rf"in use by another bam process \(pid {os.getpid()}\)") as err:
+            train(_config(), out, quiet=True)
+        assert str(err.value).startswith(f"{out}: ") and in_progress.is_dir()
+    train(_config(), out, quiet=True)  # the holder has gone, and so has its lock
+    assert _weights(out) == _weights(reference)
     assert sorted(p.name for p in out.iterdir()) == ["model", "train_config.json", "train_done.json"]
 
 

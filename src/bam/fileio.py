@@ -19,6 +19,13 @@ from typing import Any
 
 from bam.errors import BamError
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one writer per folder is then up to the user
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_FILE = ".lock"
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -79,6 +86,51 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def exclusive_folder(folder: str | os.PathLike) -> Iterator[Path]:
+    """Hold ``folder/.lock`` while this process writes in ``folder``.
+
+    A second writer would delete this one's temporary files and race its checkpoints; it gets a
+    one-line error naming the holder instead. The operating system drops the lock when its holder
+    exits, however it exits (``kill -9`` too), so no stale lock can block a resumed run. The lock
+    file is removed on the way out, so a finished folder holds only results.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield folder
+        return
+    path = folder / LOCK_FILE
+    while True:
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the whole block
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "pid unknown"
+            handle.close()
+            raise BamError(
+                f"{folder}: in use by another bam process ({holder}); "
+                "wait for it to finish, or write to another folder"
+            ) from None
+        # The holder before us may have removed the file between our open and our lock: then
+        # the lock is on a file no one else will see, so take the one now at ``path``.
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+                break
+        handle.close()
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield folder
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        handle.close()
 
 
 def recover_dir(path: str | os.PathLike) -> None:
