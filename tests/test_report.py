@@ -19,6 +19,18 @@ def test_mann_whitney_by_hand() -> None:
     assert "| BAM (teacher annealing) | 64.00 | 63.50 | 65.00 | – | – |" in table
 
 
+def test_task_ranges_over_seeds() -> None:
+    per_seed = {
+        "1": {"single": {"rte": 55.0, "avg": 55.0}, "bam": {"rte": 60.0, "avg": 60.0}},
+        "2": {"single": {"rte": 58.5, "avg": 58.5}, "bam": {"rte": 57.25, "avg": 57.25}},
+        "3": {"single": {"rte": 56.0, "avg": 56.0}, "bam": {"rte": 59.0, "avg": 59.0}},
+    }
+    table = seed_statistics(per_seed)
+    assert "| method | RTE | avg |" in table
+    assert "| Single (teachers) | 55.00–58.50 | 55.00–58.50 |" in table
+    assert "| BAM (teacher annealing) | 57.25–60.00 | 57.25–60.00 |" in table
+
+
 def test_table_orders_methods_as_the_paper() -> None:
     table = format_table({"bam": {"rte": 1.0, "avg": 1.0}, "single": {"rte": 2.0, "avg": 2.0}})
     lines = table.splitlines()

@@ -89,6 +89,25 @@ def seed_statistics(per_seed: dict[str, dict[str, dict[str, float]]]) -> str:
         lines.append(
             f"| {label} | {median:.2f} | {min(values):.2f} | {max(values):.2f} | {test[0]} | {test[1]} |"
         )
+    return "\n".join([*lines, "", _task_ranges(runs)])
+
+
+def _task_ranges(runs: list[dict[str, dict[str, float]]]) -> str:
+    """Lowest and highest score over seeds of every method × task: how far one seed can mislead."""
+    methods = ordered(runs[0])
+    tasks = [*task_columns(methods), "avg"]
+    lines = [
+        "Range over seeds (lowest–highest):",
+        "",
+        "| method | " + " | ".join(_label(t) for t in tasks) + " |",
+        "|---|" + "---:|" * len(tasks),
+    ]
+    for method in methods:
+        cells = []
+        for task in tasks:
+            values = [run[method][task] for run in runs if task in run.get(method, {})]
+            cells.append(f"{min(values):.2f}–{max(values):.2f}" if values else "–")
+        lines.append(f"| {METHOD_NAMES.get(method, method)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
