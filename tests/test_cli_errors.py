@@ -18,6 +18,7 @@ import pytest
 from bam.cli import main
 from bam.data.prepare import training_examples
 from bam.distill.store import save_teacher_outputs
+from bam.fileio import exclusive_folder
 from bam.tasks import get_task
 from tests.conftest import TINY
 
@@ -229,6 +230,9 @@ def test_output_folder_of_something_else_is_refused_unless_overwrite(tmp_path, c
     _fails(capsys, ["evaluate", "--model", str(done), "--task", "mrpc"], done / "model", "no head for task")
     evaluate = ["evaluate", "--model", str(done), "--data-dir", str(data), "--output", str(other)]
     _fails(capsys, evaluate, other, "cannot write")
+    with exclusive_folder(done):  # another process is training here: --overwrite must not delete it
+        _fails(capsys, [*_train(data, done, "learning_rate=1"), "--overwrite"], done, "in use by another bam")
+    assert {p.name: p.stat().st_mtime_ns for p in done.rglob("*")} == finished
     assert main([*_train(data, done, "learning_rate=1"), "--overwrite"]) == 0
 
 

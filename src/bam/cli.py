@@ -75,12 +75,15 @@ def _guard_output(output: Path, overwrite: bool, marker: str) -> None:
     """A non-empty folder that is not ours is never written into without --overwrite."""
     import shutil
 
+    from bam.fileio import exclusive_folder
+
     if output.exists() and not output.is_dir():
         raise BamError(f"{output}: is a file, not an output folder")
     if output.exists() and any(output.iterdir()):
         ours = (output / marker).is_file()
         if overwrite:
-            shutil.rmtree(output)
+            with exclusive_folder(output):  # never delete a run that another process is training
+                shutil.rmtree(output)
         elif not ours:
             raise BamError(
                 f"{output}: folder is not empty and holds no bam output; use --overwrite to replace it"
