@@ -152,9 +152,16 @@ def train(
 
     Resumes from ``output_dir/checkpoint`` after a crash or ``kill -9`` (on CPU the results are
     those of an unbroken run), returns the stored result of a finished run with the same
-    :func:`run_key`, and refuses a folder holding a run of other settings, data or model.
+    :func:`run_key`, and refuses a folder holding a run of other settings, data or model, or one
+    that another process is training.
     """
-    output_dir = Path(output_dir)
+    with contextlib.ExitStack() as held:  # the folder's lock, once taken, lasts until the end
+        return _train(config, Path(output_dir), quiet, cache_dir, held)
+
+
+def _train(
+    config: TrainConfig, output_dir: Path, quiet: bool, cache_dir: Path | None, held: contextlib.ExitStack
+) -> TrainResult:
     started = time.perf_counter()
     tasks = [get_task(name) for name in config.tasks]
     if not tasks:
@@ -216,154 +223,148 @@ def train(
             raise
         raise BamError(f"log_with: {str(err).splitlines()[0]}") from None
     optimizer = build_optimizer(model, config.learning_rate, config.weight_decay, config.layerwise_decay)
-    with contextlib.ExitStack() as held:
-        if accelerator.is_main_process:
-            held.enter_context(exclusive_folder(output_dir))  # one writer per run folder
-            tidy_output_dir(output_dir)
-        accelerator.wait_for_everyone()
-        progress = load_checkpoint(output_dir / CHECKPOINT_DIR, model, optimizer, key)
-        progress = progress or {
-            "step": 0,
-            "best": None,
-            "history": [],
-            "examples": 0,
-            "seconds": 0.0,
-            "loss_sum": 0.0,
-            "loss_steps": 0,
-        }
-        earlier_seconds = progress.get("elapsed", 0.0)  # wall time of the attempts this run resumes
-        scheduler = build_scheduler(optimizer, total_steps, config.warmup_fraction)
-        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended here
-            warnings.simplefilter("ignore", UserWarning)
-            for _ in range(progress["step"]):
-                scheduler.step()  # replay the schedule up to the resumed step
-        model, optimizer = accelerator.prepare(model, optimizer)
-        if log_with:
-            accelerator.init_trackers("bam", config=_tracker_config(config))
-        if accelerator.is_main_process:
-            atomic_write_json(output_dir / CONFIG_FILE, config_to_dict(config))
+    if accelerator.is_main_process:
+        held.enter_context(exclusive_folder(output_dir))  # one writer per run folder
+        tidy_output_dir(output_dir)
+    accelerator.wait_for_everyone()
+    progress = load_checkpoint(output_dir / CHECKPOINT_DIR, model, optimizer, key)
+    progress = progress or {
+        "step": 0,
+        "best": None,
+        "history": [],
+        "examples": 0,
+        "seconds": 0.0,
+        "loss_sum": 0.0,
+        "loss_steps": 0,
+    }
+    earlier_seconds = progress.get("elapsed", 0.0)  # wall time of the attempts this run resumes
+    scheduler = build_scheduler(optimizer, total_steps, config.warmup_fraction)
+    with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended here
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(progress["step"]):
+            scheduler.step()  # replay the schedule up to the resumed step
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if log_with:
+        accelerator.init_trackers("bam", config=_tracker_config(config))
+    if accelerator.is_main_process:
+        atomic_write_json(output_dir / CONFIG_FILE, config_to_dict(config))
 
-        world, rank = accelerator.num_processes, accelerator.process_index
-        shares = task_shares({d.task.name: len(d.features) for d in data}, config.sampling_alpha)
-        model.train()
-        bar = tqdm(
-            total=total_steps,
-            initial=progress["step"],
-            disable=quiet or not accelerator.is_main_process,
-            desc="train " + ",".join(config.tasks),
-            unit="step",
-            dynamic_ncols=True,
-        )
-        plan, plan_epoch = [], -1
-        tick = time.perf_counter()
-        for step in range(progress["step"], total_steps):
-            epoch, index = divmod(step, per_epoch)
-            if epoch != plan_epoch:
-                plan, plan_epoch = (
-                    epoch_plan(lengths, config.batch_size, config.sampling_alpha, config.seed, epoch),
-                    epoch,
-                )
-            batch = plan[index]
-            lam = lambda_at(config.lambda_schedule, step, total_steps, config.lambda_constant)
-            mine = slice(rank, None, world)
-            loss_sum, per_task = _batch_loss(
-                model, data, batch.task_ids[mine], batch.rows[mine], lam, config, pad_id, accelerator.device
+    world, rank = accelerator.num_processes, accelerator.process_index
+    shares = task_shares({d.task.name: len(d.features) for d in data}, config.sampling_alpha)
+    model.train()
+    bar = tqdm(
+        total=total_steps,
+        initial=progress["step"],
+        disable=quiet or not accelerator.is_main_process,
+        desc="train " + ",".join(config.tasks),
+        unit="step",
+        dynamic_ncols=True,
+    )
+    plan, plan_epoch = [], -1
+    tick = time.perf_counter()
+    for step in range(progress["step"], total_steps):
+        epoch, index = divmod(step, per_epoch)
+        if epoch != plan_epoch:
+            plan, plan_epoch = (
+                epoch_plan(lengths, config.batch_size, config.sampling_alpha, config.seed, epoch),
+                epoch,
             )
-            # DDP averages gradients over processes, so scale to the mean over the whole batch.
-            accelerator.backward(loss_sum * world / len(batch.rows))
-            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            lr = optimizer.param_groups[-1]["lr"]
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step_loss = accelerator.reduce(loss_sum.detach(), reduction="sum").item() / len(batch.rows)
-            progress["examples"] += len(batch.rows)
-            progress["loss_sum"] += step_loss
-            progress["loss_steps"] += 1
-            metrics = {"loss": step_loss, "lambda": lam, "lr": lr}
-            metrics.update({f"loss/{name}": s / n for name, (s, n) in per_task.items()})
-            if log_with:
-                accelerator.log(metrics, step=step + 1)
-            bar.set_postfix(loss=f"{step_loss:.4f}", lam=f"{lam:.2f}")
-            bar.update(1)
-            done = step + 1
-            if done % eval_every == 0 or done == total_steps:
-                progress["seconds"] += time.perf_counter() - tick
-                summary = summarize(
-                    evaluate(accelerator.unwrap_model(model), eval_splits, pad_id, config.eval_batch_size),
-                    tasks,
-                )
-                tick = time.perf_counter()
-                train_loss = progress["loss_sum"] / max(progress["loss_steps"], 1)
-                progress["loss_sum"], progress["loss_steps"] = 0.0, 0
-                entry = {"step": done, "epoch": done / per_epoch, "train_loss": train_loss, **summary}
-                progress["history"].append(entry)
-                if log_with:
-                    accelerator.log(
-                        {f"dev/{k}": v for k, v in summary["scores"].items()}
-                        | {"dev/bam_avg": summary["bam_avg"]},
-                        step=done,
-                    )
-                if not quiet and accelerator.is_main_process:
-                    scores = " ".join(f"{k}={v:.2f}" for k, v in summary["scores"].items())
-                    bar.write(f"step {done}/{total_steps} dev {scores} avg={summary['bam_avg']:.2f}")
-                better = progress["best"] is None or summary["bam_avg"] > progress["best"]["bam_avg"]
-                if (better or not config.keep_best) and accelerator.is_main_process:
-                    save_bam_model(
-                        accelerator.unwrap_model(model),
-                        tokenizer,
-                        output_dir / MODEL_DIR,
-                        {"train_config": config_to_dict(config), "dev": entry},
-                    )
-                if better or not config.keep_best:
-                    progress["best"] = entry
-            checkpoint_due = config.checkpoint_every and done % config.checkpoint_every == 0
-            if (
-                (checkpoint_due or done % per_epoch == 0)
-                and done < total_steps
-                and accelerator.is_main_process
-            ):
-                progress["seconds"] += time.perf_counter() - tick
-                tick = time.perf_counter()
-                save_checkpoint(
-                    output_dir / CHECKPOINT_DIR,
-                    accelerator.unwrap_model(model),
-                    optimizer,
-                    {
-                        **progress,
-                        "step": done,
-                        "run_key": key,
-                        "elapsed": earlier_seconds + time.perf_counter() - started,
-                    },
-                )
-            accelerator.wait_for_everyone()
-        bar.close()
-        progress["seconds"] += time.perf_counter() - tick
-        if log_with:
-            accelerator.end_training()
-        result = TrainResult(
-            output_dir=output_dir,
-            dev=progress["best"],
-            history=progress["history"],
-            seconds=earlier_seconds + time.perf_counter() - started,
-            examples_per_second=progress["examples"] / max(progress["seconds"], 1e-9),
+        batch = plan[index]
+        lam = lambda_at(config.lambda_schedule, step, total_steps, config.lambda_constant)
+        mine = slice(rank, None, world)
+        loss_sum, per_task = _batch_loss(
+            model, data, batch.task_ids[mine], batch.rows[mine], lam, config, pad_id, accelerator.device
         )
-        if accelerator.is_main_process:
-            atomic_write_json(
-                output_dir / DONE_FILE,
+        # DDP averages gradients over processes, so scale to the mean over the whole batch.
+        accelerator.backward(loss_sum * world / len(batch.rows))
+        accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        lr = optimizer.param_groups[-1]["lr"]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step_loss = accelerator.reduce(loss_sum.detach(), reduction="sum").item() / len(batch.rows)
+        progress["examples"] += len(batch.rows)
+        progress["loss_sum"] += step_loss
+        progress["loss_steps"] += 1
+        metrics = {"loss": step_loss, "lambda": lam, "lr": lr}
+        metrics.update({f"loss/{name}": s / n for name, (s, n) in per_task.items()})
+        if log_with:
+            accelerator.log(metrics, step=step + 1)
+        bar.set_postfix(loss=f"{step_loss:.4f}", lam=f"{lam:.2f}")
+        bar.update(1)
+        done = step + 1
+        if done % eval_every == 0 or done == total_steps:
+            progress["seconds"] += time.perf_counter() - tick
+            summary = summarize(
+                evaluate(accelerator.unwrap_model(model), eval_splits, pad_id, config.eval_batch_size), tasks
+            )
+            tick = time.perf_counter()
+            train_loss = progress["loss_sum"] / max(progress["loss_steps"], 1)
+            progress["loss_sum"], progress["loss_steps"] = 0.0, 0
+            entry = {"step": done, "epoch": done / per_epoch, "train_loss": train_loss, **summary}
+            progress["history"].append(entry)
+            if log_with:
+                accelerator.log(
+                    {f"dev/{k}": v for k, v in summary["scores"].items()}
+                    | {"dev/bam_avg": summary["bam_avg"]},
+                    step=done,
+                )
+            if not quiet and accelerator.is_main_process:
+                scores = " ".join(f"{k}={v:.2f}" for k, v in summary["scores"].items())
+                bar.write(f"step {done}/{total_steps} dev {scores} avg={summary['bam_avg']:.2f}")
+            better = progress["best"] is None or summary["bam_avg"] > progress["best"]["bam_avg"]
+            if (better or not config.keep_best) and accelerator.is_main_process:
+                save_bam_model(
+                    accelerator.unwrap_model(model),
+                    tokenizer,
+                    output_dir / MODEL_DIR,
+                    {"train_config": config_to_dict(config), "dev": entry},
+                )
+            if better or not config.keep_best:
+                progress["best"] = entry
+        checkpoint_due = config.checkpoint_every and done % config.checkpoint_every == 0
+        if (checkpoint_due or done % per_epoch == 0) and done < total_steps and accelerator.is_main_process:
+            progress["seconds"] += time.perf_counter() - tick
+            tick = time.perf_counter()
+            save_checkpoint(
+                output_dir / CHECKPOINT_DIR,
+                accelerator.unwrap_model(model),
+                optimizer,
                 {
+                    **progress,
+                    "step": done,
                     "run_key": key,
-                    "dev": result.dev,
-                    "history": result.history,
-                    "shares": shares,
-                    "total_steps": total_steps,
-                    "seconds": result.seconds,
-                    "examples_per_second": result.examples_per_second,
-                    "model_sha256": sha256_file(output_dir / MODEL_DIR / MODEL_FILE),
+                    "elapsed": earlier_seconds + time.perf_counter() - started,
                 },
             )
-            remove_checkpoint(output_dir / CHECKPOINT_DIR)
-        return result
+        accelerator.wait_for_everyone()
+    bar.close()
+    progress["seconds"] += time.perf_counter() - tick
+    if log_with:
+        accelerator.end_training()
+    result = TrainResult(
+        output_dir=output_dir,
+        dev=progress["best"],
+        history=progress["history"],
+        seconds=earlier_seconds + time.perf_counter() - started,
+        examples_per_second=progress["examples"] / max(progress["seconds"], 1e-9),
+    )
+    if accelerator.is_main_process:
+        atomic_write_json(
+            output_dir / DONE_FILE,
+            {
+                "run_key": key,
+                "dev": result.dev,
+                "history": result.history,
+                "shares": shares,
+                "total_steps": total_steps,
+                "seconds": result.seconds,
+                "examples_per_second": result.examples_per_second,
+                "model_sha256": sha256_file(output_dir / MODEL_DIR / MODEL_FILE),
+            },
+        )
+        remove_checkpoint(output_dir / CHECKPOINT_DIR)
+    return result
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
