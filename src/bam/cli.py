@@ -34,9 +34,8 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
         transformers.utils.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
-        import datasets
-
-        datasets.utils.logging.disable_progress_bar()
+        # `datasets` reads this when (and only if) hub data imports it: no slow import here.
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
