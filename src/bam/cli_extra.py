@@ -48,7 +48,13 @@ def cmd_report(args: argparse.Namespace) -> None:
     from bam.report.tables import compare_runs, write_report
 
     folders = [Path(d) for d in args.runs]
-    if len(folders) == 1 and not args.compare_only:
+    if args.merge_into:
+        from bam.report.merge import merge_runs
+
+        merged = merge_runs(folders, Path(args.merge_into))
+        print(f"report: {Path(args.merge_into) / 'report.md'} (seeds {merged['details']['seeds']})")
+        folders = [Path(args.merge_into)]
+    elif len(folders) == 1 and not args.compare_only:
         results = (
             json.loads((folders[0] / "results.json").read_text())
             if (folders[0] / "results.json").is_file()
@@ -92,9 +98,17 @@ def register_export(sub: argparse._SubParsersAction, common: AddCommon) -> None:
 
 
 def register_report(sub: argparse._SubParsersAction, common: AddCommon) -> None:
-    p = sub.add_parser("report", help="rewrite a run's report and plots; compare several runs side by side")
+    p = sub.add_parser(
+        "report", help="rewrite a run's report and plots; compare runs side by side; merge seeds run apart"
+    )
     p.add_argument("runs", nargs="+", help="run folders (each holding results.json)")
-    p.add_argument("--compare-only", action="store_true", help="print the table, write nothing")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--compare-only", action="store_true", help="print the table, write nothing")
+    mode.add_argument(
+        "--merge-into",
+        metavar="DIR",
+        help="one report over the seeds of all the runs (same configuration, seeds run apart)",
+    )
     common(p)
     p.set_defaults(func=cmd_report)
 

@@ -159,7 +159,13 @@ def write_report(root: Path, results: dict[str, Any]) -> Path:
     parts += ["## Wall time per stage", "", "| stage | seconds |", "|---|---:|"]
     parts += [f"| {name} | {secs:.0f} |" for name, secs in details["stage_seconds"].items()]
     parts += [f"| **all stages** | {sum(details['stage_seconds'].values()):.0f} |"]
-    parts += [f"| **whole run (this invocation)** | {details['wall_seconds']:.0f} |", ""]
+    if "wall_seconds" in details:
+        parts += [f"| **whole run (this invocation)** | {details['wall_seconds']:.0f} |"]
+    parts += [""]
+    if "merged_from" in details:
+        parts += ["Merged from separate runs (`bam report --merge-into`):", ""]
+        parts += [f"- seed {seed}: `{folder}`" for seed, folder in details["merged_from"].items()]
+        parts += [""]
     plots = write_plots(root, results)
     parts += ["## Plots", "", *[f"![{p.stem}]({p.name})" for p in plots], ""]
     parts += [

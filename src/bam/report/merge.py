@@ -1,0 +1,107 @@
+"""One comparison from several run folders: seeds run on different days or machines, reported together.
+
+A replication is often spread out: seeds 1–2 on a workstation, seed 3 on a lent GPU. Each
+``bam run`` writes ``seeds/<n>/results.json``; merging reads those, checks that every folder ran
+the same configuration (seeds aside) and the same methods, and writes one ``results.json`` with
+medians over all seeds, the report and the plots, exactly as a single run over all seeds would.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bam.errors import BamError
+from bam.fileio import atomic_write_json
+from bam.pipeline import RUN_FILE, check_output_dir, median_table
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BamError(f"{path}: missing (not a bam run folder?)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BamError(f"{path}: unreadable ({type(err).__name__})") from None
+
+
+def _config_without_seeds(folder: Path) -> dict[str, Any]:
+    config = dict(_read_json(folder / RUN_FILE).get("config") or {})
+    if not config:
+        raise BamError(f"{folder / RUN_FILE}: holds no run configuration")
+    config.pop("seeds", None)
+    return config
+
+
+def _differing_keys(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
+def _rebased(folder: Path, stage: str) -> str:
+    """A stage path onto its run folder as found now (the folder may have moved since it ran)."""
+    here = folder / "stages" / Path(stage).name
+    return str(here.resolve()) if here.is_dir() else stage
+
+
+def merge_runs(folders: list[Path], into: Path) -> dict[str, Any]:
+    """Write ``into/results.json`` (medians over every seed found), ``into/report.md`` and plots."""
+    from bam.report.tables import write_report
+
+    if into.resolve() in {f.resolve() for f in folders}:
+        raise BamError(f"{into}: write the merged report to a new folder, not into one of the runs")
+    config = _config_without_seeds(folders[0])
+    per_seed: dict[int, dict[str, dict[str, float]]] = {}
+    stages: dict[int, dict[str, list[str]]] = {}
+    sources: dict[int, str] = {}
+    seconds: dict[str, float] = {}
+    for folder in folders:
+        differing = _differing_keys(config, _config_without_seeds(folder))
+        if differing:
+            raise BamError(
+                f"{folder}: ran another configuration than {folders[0]} ({', '.join(differing)} differ)"
+            )
+        seed_files = sorted((folder / "seeds").glob("*/results.json"))
+        if not seed_files:
+            raise BamError(f"{folder}: no seeds/<n>/results.json (no seed of this run has finished)")
+        recorded = _read_json(folder / "results.json").get("details", {}).get("stage_seconds", {})
+        for path in seed_files:
+            seed_result = _read_json(path)
+            seed = int(seed_result["seed"])
+            if seed in per_seed and per_seed[seed] != seed_result["methods"]:
+                raise BamError(f"{path}: seed {seed} is also in {sources[seed]}, with other scores")
+            if set(seed_result["methods"]) != set(config["methods"]):
+                raise BamError(f"{path}: methods {sorted(seed_result['methods'])} are not the run's")
+            per_seed[seed] = seed_result["methods"]
+            sources[seed] = str(folder)
+            stages[seed] = {
+                method: [_rebased(folder, path) for path in paths]
+                for method, paths in seed_result["stages"].items()
+            }
+            for paths in stages[seed].values():
+                for name in (Path(p).name for p in paths):
+                    if name in recorded:
+                        seconds[name] = recorded[name]
+    seeds = sorted(per_seed)
+    results = {
+        "metric": "bam_avg",
+        "methods": median_table({s: per_seed[s] for s in seeds}),
+        "details": {
+            "seeds": seeds,
+            "per_seed": {str(s): per_seed[s] for s in seeds},
+            "stages": {str(s): stages[s] for s in seeds},
+            "stage_seconds": seconds,
+            "merged_from": {str(s): sources[s] for s in seeds},
+            "config": {**config, "seeds": seeds},
+        },
+    }
+    check_output_dir(into, overwrite=False)
+    atomic_write_json(into / RUN_FILE, {"config": results["details"]["config"], "merged_from": sources})
+    for seed in seeds:
+        atomic_write_json(
+            into / "seeds" / str(seed) / "results.json",
+            {"metric": "bam_avg", "seed": seed, "methods": per_seed[seed], "stages": stages[seed]},
+        )
+    atomic_write_json(into / "results.json", results)
+    write_report(into, results)
+    return results
