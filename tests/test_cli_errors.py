@@ -259,3 +259,14 @@ def test_a_real_process_prints_one_line_and_exits_2(tmp_path) -> None:
     assert done.returncode == 2
     assert done.stderr == f"bam: error: {path} line 4: score 'abc' is not a number\n"
     assert done.stdout == "" and not (tmp_path / "out").exists()
+
+
+def test_a_local_run_never_imports_datasets() -> None:
+    """`datasets` is only for hub data: a machine without it (or with a broken one) runs local files."""
+    script = (
+        "import sys; from bam.cli import main; "
+        "code = main(['run', '--preset', 'smoke', '--dry-run']); "
+        "print(code, 'datasets' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.splitlines()[-1] == "0 False", done.stderr
