@@ -44,6 +44,13 @@ def test_bam_versus_counts_gaps_and_tasks_not_behind() -> None:
         "bam": {"rte": 60.0, "cola": 34.0, "avg": 47.0},
     }
     text = bam_versus(methods)
-    assert "| Single (teachers) | +2.00 | 2 of 2: RTE, CoLA |" in text  # a tie counts as not behind
+    assert "| Single (teachers) | +2.00 | 2 of 2: CoLA, RTE |" in text  # a tie counts as not behind
     assert "| Multi (gold labels) | -1.50 | 0 of 2: none |" in text
     assert bam_versus({"single": methods["single"]}) == ""
+
+
+def test_columns_follow_glue_order_whatever_the_json_order() -> None:
+    """Results read back from sorted JSON list tasks alphabetically; tables keep GLUE's order."""
+    methods = {"bam": {"avg": 1.0, "mytask": 1.0, "rte": 1.0, "sst2": 1.0, "cola": 1.0}}
+    header = format_table(methods).splitlines()[0]
+    assert header == "| method | CoLA | SST-2 | RTE | mytask | avg |"

@@ -26,10 +26,12 @@ def ordered(methods: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]
 
 
 def task_columns(methods: dict[str, dict[str, float]]) -> list[str]:
+    """GLUE tasks in the benchmark's order (whatever order a JSON file kept), then custom tasks."""
     names: list[str] = []
     for scores in methods.values():
         names += [k for k in scores if k != "avg" and k not in names]
-    return names
+    glue = [t for t in GLUE_TASKS if t in names]
+    return glue + [t for t in names if t not in glue]
 
 
 def _label(task: str) -> str:
