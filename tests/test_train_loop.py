@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from bam.config import TrainConfig, build_dataclass
@@ -53,6 +54,7 @@ def test_tensorboard_logs_losses_lambda_lr_and_dev(tmp_path, tiny_train_values) 
     assert result.dev["scores"].keys() == {"rte", "stsb"}
     done = json.loads((tmp_path / "run" / "train_done.json").read_text())
     assert done["total_steps"] == total and (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    assert done["hardware"].startswith("1 × ") and torch.__version__ in done["hardware"]  # provenance
 
 
 def test_teacher_outputs_for_other_rows_or_task_are_refused(tmp_path, tiny_train_values) -> None:

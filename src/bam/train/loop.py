@@ -48,6 +48,7 @@ from bam.train.checkpoint import (
     MODEL_DIR,
     check_output_dir,
     finished_run,
+    hardware,
     load_checkpoint,
     remove_checkpoint,
     run_key,
@@ -361,6 +362,7 @@ def _train(
                 "seconds": result.seconds,
                 "examples_per_second": result.examples_per_second,
                 "model_sha256": sha256_file(output_dir / MODEL_DIR / MODEL_FILE),
+                "hardware": hardware(accelerator.device, accelerator.num_processes),
             },
         )
         remove_checkpoint(output_dir / CHECKPOINT_DIR)
