@@ -63,12 +63,17 @@ def test_seeds_run_apart_merge_into_one_report(tmp_path, capsys) -> None:
     assert main(["report", str(first), str(twin), "--merge-into", str(tmp_path / "x")]) != 0
     assert "seed 1 is also in" in capsys.readouterr().err
 
+    # A seed file left by an earlier configuration of its folder is refused.
+    _edit_json(twin / "seeds" / "1" / "results.json", lambda d: d.update(config_key="0" * 16))
+    assert main(["report", str(twin), "--merge-into", str(tmp_path / "z")]) != 0
+    assert "earlier configuration" in capsys.readouterr().err
+
     # Another configuration (here a student setting) cannot be merged, and the key is named.
     _edit_json(second / "bam_run.json", lambda d: d["config"]["student"].update(epochs=9))
     assert main(["report", str(first), str(second), "--merge-into", str(tmp_path / "y")]) != 0
     err = capsys.readouterr().err
     assert "ran another configuration" in err and "student" in err
-    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    assert not any((tmp_path / name).exists() for name in "xyz")
 
     # Writing the merge into one of its sources is refused.
     assert main(["report", str(first), str(twin), "--merge-into", str(first)]) != 0

@@ -153,6 +153,11 @@ def run_seed(
     return {"methods": methods, "stages": stages}
 
 
+def config_key(config: dict[str, Any]) -> str:
+    """The run configuration's fingerprint, seeds aside: it tells which seed results belong together."""
+    return fingerprint({key: value for key, value in config.items() if key != "seeds"})
+
+
 def median_table(per_seed: dict[int, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
     """Median over seeds of every method × task score (the paper reports medians)."""
     first = next(iter(per_seed.values()))
@@ -192,7 +197,8 @@ def run(
         per_seed[seed] = outcome["methods"]
         stages[seed] = outcome["stages"]
         atomic_write_json(
-            root / "seeds" / str(seed) / "results.json", {"metric": "bam_avg", "seed": seed, **outcome}
+            root / "seeds" / str(seed) / "results.json",
+            {"metric": "bam_avg", "seed": seed, "config_key": config_key(asdict(config)), **outcome},
         )
     results = {
         "metric": "bam_avg",

@@ -1,7 +1,8 @@
 """One comparison from several run folders: seeds run on different days or machines, reported together.
 
 A replication is often spread out: seeds 1–2 on a workstation, seed 3 on a lent GPU. Each
-``bam run`` writes ``seeds/<n>/results.json``; merging reads those, checks that every folder ran
+``bam run`` writes ``seeds/<n>/results.json`` as soon as that seed is done (the run may still be
+training the next one); merging reads those, checks that every folder ran
 the same configuration (seeds aside) and the same methods, and writes one ``results.json`` with
 medians over all seeds, the report and the plots, exactly as a single run over all seeds would.
 """
@@ -14,7 +15,8 @@ from typing import Any
 
 from bam.errors import BamError
 from bam.fileio import atomic_write_json
-from bam.pipeline import RUN_FILE, check_output_dir, median_table
+from bam.pipeline import RUN_FILE, check_output_dir, config_key, median_table
+from bam.train.checkpoint import read_done
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -55,6 +57,7 @@ def merge_runs(folders: list[Path], into: Path) -> dict[str, Any]:
     stages: dict[int, dict[str, list[str]]] = {}
     sources: dict[int, str] = {}
     seconds: dict[str, float] = {}
+    key = config_key(config)
     for folder in folders:
         differing = _differing_keys(config, _config_without_seeds(folder))
         if differing:
@@ -64,9 +67,10 @@ def merge_runs(folders: list[Path], into: Path) -> dict[str, Any]:
         seed_files = sorted((folder / "seeds").glob("*/results.json"))
         if not seed_files:
             raise BamError(f"{folder}: no seeds/<n>/results.json (no seed of this run has finished)")
-        recorded = _read_json(folder / "results.json").get("details", {}).get("stage_seconds", {})
         for path in seed_files:
             seed_result = _read_json(path)
+            if seed_result.get("config_key", key) != key:  # files from before the key was kept pass
+                raise BamError(f"{path}: written by an earlier configuration of {folder}; run it again there")
             seed = int(seed_result["seed"])
             if seed in per_seed and per_seed[seed] != seed_result["methods"]:
                 raise BamError(f"{path}: seed {seed} is also in {sources[seed]}, with other scores")
@@ -75,13 +79,13 @@ def merge_runs(folders: list[Path], into: Path) -> dict[str, Any]:
             per_seed[seed] = seed_result["methods"]
             sources[seed] = str(folder)
             stages[seed] = {
-                method: [_rebased(folder, path) for path in paths]
+                method: [_rebased(folder, stage) for stage in paths]
                 for method, paths in seed_result["stages"].items()
             }
-            for paths in stages[seed].values():
-                for name in (Path(p).name for p in paths):
-                    if name in recorded:
-                        seconds[name] = recorded[name]
+            for stage in (Path(p) for paths in stages[seed].values() for p in paths):
+                done = read_done(stage)  # a stage's own record: the run may still be training later seeds
+                if done is not None:
+                    seconds[stage.name] = done.get("seconds", 0.0)
     seeds = sorted(per_seed)
     results = {
         "metric": "bam_avg",
@@ -100,7 +104,13 @@ def merge_runs(folders: list[Path], into: Path) -> dict[str, Any]:
     for seed in seeds:
         atomic_write_json(
             into / "seeds" / str(seed) / "results.json",
-            {"metric": "bam_avg", "seed": seed, "methods": per_seed[seed], "stages": stages[seed]},
+            {
+                "metric": "bam_avg",
+                "seed": seed,
+                "config_key": key,
+                "methods": per_seed[seed],
+                "stages": stages[seed],
+            },
         )
     atomic_write_json(into / "results.json", results)
     write_report(into, results)
