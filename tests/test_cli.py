@@ -81,3 +81,9 @@ def test_report_compares_runs(tmp_path, capsys) -> None:
     table = capsys.readouterr().out
     assert "a · BAM (teacher annealing) | 70.00" in table and "b · BAM (teacher annealing) | 72.00" in table
     assert main(["report", str(tmp_path / "missing")]) == 2
+    capsys.readouterr()
+    (tmp_path / "a" / "results.json").write_text('{"metric": "bam_avg", "meth')  # cut off mid-write
+    for args in (["report", str(tmp_path / "a")], ["report", "--compare-only", str(tmp_path / "a")]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err == f"bam: error: {tmp_path / 'a' / 'results.json'}: unreadable (JSONDecodeError)\n"

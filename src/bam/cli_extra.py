@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,6 +44,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    from bam.fileio import read_json_object
     from bam.report.tables import compare_runs, write_report
 
     folders = [Path(d) for d in args.runs]
@@ -54,14 +54,9 @@ def cmd_report(args: argparse.Namespace) -> None:
         merged = merge_runs(folders, Path(args.merge_into))
         print(f"report: {Path(args.merge_into) / 'report.md'} (seeds {merged['details']['seeds']})")
         folders = [Path(args.merge_into)]
-    elif len(folders) == 1 and not args.compare_only:
-        results = (
-            json.loads((folders[0] / "results.json").read_text())
-            if (folders[0] / "results.json").is_file()
-            else None
-        )
-        if results is not None:
-            print(f"report: {write_report(folders[0], results)}")
+    elif len(folders) == 1 and not args.compare_only and (folders[0] / "results.json").is_file():
+        results = read_json_object(folders[0] / "results.json")
+        print(f"report: {write_report(folders[0], results)}")
     print(compare_runs(folders))
 
 

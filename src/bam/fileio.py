@@ -154,6 +154,19 @@ def recover_dir(path: str | os.PathLike) -> None:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
+def read_json_object(path: Path, missing: str = "missing") -> dict[str, Any]:
+    """A JSON object a user handed bam (a results or run file); a one-line BamError otherwise."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BamError(f"{path}: {missing}") from None
+    except (OSError, ValueError) as err:
+        raise BamError(f"{path}: unreadable ({type(err).__name__})") from None
+    if not isinstance(data, dict):
+        raise BamError(f"{path}: holds {type(data).__name__}, not a JSON object")
+    return data
+
+
 def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 

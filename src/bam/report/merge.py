@@ -9,27 +9,17 @@ medians over all seeds, the report and the plots, exactly as a single run over a
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from bam.errors import BamError
-from bam.fileio import atomic_write_json
+from bam.fileio import atomic_write_json, read_json_object
 from bam.pipeline import RUN_FILE, check_output_dir, config_key, median_table
 from bam.train.checkpoint import read_done
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BamError(f"{path}: missing (not a bam run folder?)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BamError(f"{path}: unreadable ({type(err).__name__})") from None
-
-
 def _config_without_seeds(folder: Path) -> dict[str, Any]:
-    config = dict(_read_json(folder / RUN_FILE).get("config") or {})
+    config = dict(read_json_object(folder / RUN_FILE, "missing (not a bam run folder)").get("config") or {})
     if not config:
         raise BamError(f"{folder / RUN_FILE}: holds no run configuration")
     config.pop("seeds", None)
@@ -68,7 +58,7 @@ def merge_runs(folders: list[Path], into: Path) -> dict[str, Any]:
         if not seed_files:
             raise BamError(f"{folder}: no seeds/<n>/results.json (no seed of this run has finished)")
         for path in seed_files:
-            seed_result = _read_json(path)
+            seed_result = read_json_object(path)
             if seed_result.get("config_key", key) != key:  # files from before the key was kept pass
                 raise BamError(f"{path}: written by an earlier configuration of {folder}; run it again there")
             seed = int(seed_result["seed"])

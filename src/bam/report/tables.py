@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bam.errors import BamError
-from bam.fileio import atomic_write_text
+from bam.fileio import atomic_write_text, read_json_object
 from bam.tasks import GLUE_TASKS
 
 METHOD_NAMES = {
@@ -188,12 +188,9 @@ def compare_runs(folders: list[Path]) -> str:
     rows: dict[str, dict[str, float]] = {}
     for folder in folders:
         path = folder / "results.json"
-        if not path.is_file():
-            raise BamError(f"{folder}: no results.json (not a finished bam run)")
-        try:
-            methods = json.loads(path.read_text(encoding="utf-8"))["methods"]
-        except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as err:
-            raise BamError(f"{path}: unreadable results ({type(err).__name__})") from None
+        methods = read_json_object(path, "missing (not a finished bam run)").get("methods")
+        if not isinstance(methods, dict):
+            raise BamError(f"{path}: holds no 'methods' table (not a bam results file)")
         for method, scores in ordered(methods).items():
             rows[f"{folder.name} · {METHOD_NAMES.get(method, method)}"] = scores
     return format_table(rows, reorder=False)
