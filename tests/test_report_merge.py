@@ -68,12 +68,26 @@ def test_seeds_run_apart_merge_into_one_report(tmp_path, capsys) -> None:
     assert main(["report", str(twin), "--merge-into", str(tmp_path / "z")]) != 0
     assert "earlier configuration" in capsys.readouterr().err
 
+    # --methods merges on the methods the runs share: here one run lacks Multi.
+    _edit_json(second / "bam_run.json", lambda d: d["config"]["methods"].pop("multi"))
+    seed_two = second / "seeds" / "2" / "results.json"
+    _edit_json(seed_two, lambda d: [d["methods"].pop("multi"), d.pop("config_key")])  # as an old file
+    assert main(["report", str(first), str(second), "--merge-into", str(tmp_path / "w")]) != 0
+    assert "methods differ" in capsys.readouterr().err
+    some = tmp_path / "some"
+    args = ["report", str(first), str(second), "--merge-into", str(some), "--methods", "single,bam"]
+    assert main(args) == 0
+    assert set(json.loads((some / "results.json").read_text())["methods"]) == {"single", "bam"}
+    assert main(["report", str(second), "--merge-into", str(tmp_path / "v"), "--methods", "multi"]) != 0
+    assert "has no method multi" in capsys.readouterr().err
+    assert main(["report", str(first), "--methods", "bam"]) != 0
+
     # Another configuration (here a student setting) cannot be merged, and the key is named.
     _edit_json(second / "bam_run.json", lambda d: d["config"]["student"].update(epochs=9))
     assert main(["report", str(first), str(second), "--merge-into", str(tmp_path / "y")]) != 0
     err = capsys.readouterr().err
     assert "ran another configuration" in err and "student" in err
-    assert not any((tmp_path / name).exists() for name in "xyz")
+    assert not any((tmp_path / name).exists() for name in "vwxyz")
 
     # Writing the merge into one of its sources is refused.
     assert main(["report", str(first), str(twin), "--merge-into", str(first)]) != 0

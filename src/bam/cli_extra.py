@@ -44,14 +44,18 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    from bam.errors import BamError
     from bam.fileio import read_json_object
     from bam.report.tables import compare_runs, write_report
 
     folders = [Path(d) for d in args.runs]
+    if args.methods and not args.merge_into:
+        raise BamError("--methods goes with --merge-into")
     if args.merge_into:
         from bam.report.merge import merge_runs
 
-        merged = merge_runs(folders, Path(args.merge_into))
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+        merged = merge_runs(folders, Path(args.merge_into), methods)
         print(f"report: {Path(args.merge_into) / 'report.md'} (seeds {merged['details']['seeds']})")
         folders = [Path(args.merge_into)]
     elif len(folders) == 1 and not args.compare_only and (folders[0] / "results.json").is_file():
@@ -104,6 +108,7 @@ def register_report(sub: argparse._SubParsersAction, common: AddCommon) -> None:
         metavar="DIR",
         help="one report over the seeds of all the runs (same configuration, seeds run apart)",
     )
+    p.add_argument("--methods", help="with --merge-into: only these methods (comma-separated)")
     common(p)
     p.set_defaults(func=cmd_report)
 

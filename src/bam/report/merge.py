@@ -26,6 +26,16 @@ def _config_without_seeds(folder: Path) -> dict[str, Any]:
     return config
 
 
+def _only(config: dict[str, Any], methods: list[str] | None, where: Path) -> dict[str, Any]:
+    """``config`` restricted to ``methods`` (None: all of them); a method it lacks is an error."""
+    if methods is None:
+        return config
+    missing = [m for m in methods if m not in config["methods"]]
+    if missing:
+        raise BamError(f"{where}: has no method {', '.join(missing)} (it ran {', '.join(config['methods'])})")
+    return {**config, "methods": {m: config["methods"][m] for m in methods}}
+
+
 def _differing_keys(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
@@ -36,42 +46,61 @@ def _rebased(folder: Path, stage: str) -> str:
     return str(here.resolve()) if here.is_dir() else stage
 
 
-def merge_runs(folders: list[Path], into: Path) -> dict[str, Any]:
-    """Write ``into/results.json`` (medians over every seed found), ``into/report.md`` and plots."""
+def _seed_results(folder: Path, methods: list[str]) -> list[tuple[Path, dict[str, Any]]]:
+    """Every finished seed of ``folder``: its scores and stage folders, kept to ``methods``."""
+    key = config_key(_config_without_seeds(folder))
+    seed_files = sorted((folder / "seeds").glob("*/results.json"))
+    if not seed_files:
+        raise BamError(f"{folder}: no seeds/<n>/results.json (no seed of this run has finished)")
+    found = []
+    for path in seed_files:
+        result = read_json_object(path)
+        if result.get("config_key", key) != key:  # files from before the key was kept pass
+            raise BamError(f"{path}: written by an earlier configuration of {folder}; run it again there")
+        if not set(methods) <= set(result["methods"]):
+            raise BamError(f"{path}: methods {sorted(result['methods'])} are not the run's")
+        found.append(
+            (
+                path,
+                {
+                    "seed": int(result["seed"]),
+                    "methods": {m: result["methods"][m] for m in methods},
+                    "stages": {
+                        m: [_rebased(folder, stage) for stage in paths]
+                        for m, paths in result["stages"].items()
+                        if m in methods
+                    },
+                },
+            )
+        )
+    return found
+
+
+def merge_runs(folders: list[Path], into: Path, methods: list[str] | None = None) -> dict[str, Any]:
+    """Write ``into/results.json`` (medians over every seed found), ``into/report.md`` and plots.
+
+    ``methods`` keeps only those methods, so runs that ran more (a method still training on
+    one machine, say) can be merged on the ones they share."""
     from bam.report.tables import write_report
 
     if into.resolve() in {f.resolve() for f in folders}:
         raise BamError(f"{into}: write the merged report to a new folder, not into one of the runs")
-    config = _config_without_seeds(folders[0])
+    config = _only(_config_without_seeds(folders[0]), methods, folders[0])
     per_seed: dict[int, dict[str, dict[str, float]]] = {}
     stages: dict[int, dict[str, list[str]]] = {}
     sources: dict[int, str] = {}
     seconds: dict[str, float] = {}
-    key = config_key(config)
     for folder in folders:
-        differing = _differing_keys(config, _config_without_seeds(folder))
+        differing = _differing_keys(config, _only(_config_without_seeds(folder), methods, folder))
         if differing:
             raise BamError(
                 f"{folder}: ran another configuration than {folders[0]} ({', '.join(differing)} differ)"
             )
-        seed_files = sorted((folder / "seeds").glob("*/results.json"))
-        if not seed_files:
-            raise BamError(f"{folder}: no seeds/<n>/results.json (no seed of this run has finished)")
-        for path in seed_files:
-            seed_result = read_json_object(path)
-            if seed_result.get("config_key", key) != key:  # files from before the key was kept pass
-                raise BamError(f"{path}: written by an earlier configuration of {folder}; run it again there")
-            seed = int(seed_result["seed"])
-            if seed in per_seed and per_seed[seed] != seed_result["methods"]:
+        for path, result in _seed_results(folder, list(config["methods"])):
+            seed = result["seed"]
+            if seed in per_seed and per_seed[seed] != result["methods"]:
                 raise BamError(f"{path}: seed {seed} is also in {sources[seed]}, with other scores")
-            if set(seed_result["methods"]) != set(config["methods"]):
-                raise BamError(f"{path}: methods {sorted(seed_result['methods'])} are not the run's")
-            per_seed[seed] = seed_result["methods"]
-            sources[seed] = str(folder)
-            stages[seed] = {
-                method: [_rebased(folder, stage) for stage in paths]
-                for method, paths in seed_result["stages"].items()
-            }
+            per_seed[seed], stages[seed], sources[seed] = result["methods"], result["stages"], str(folder)
             for stage in (Path(p) for paths in stages[seed].values() for p in paths):
                 done = read_done(stage)  # a stage's own record: the run may still be training later seeds
                 if done is not None:
@@ -97,7 +126,7 @@ def merge_runs(folders: list[Path], into: Path) -> dict[str, Any]:
             {
                 "metric": "bam_avg",
                 "seed": seed,
-                "config_key": key,
+                "config_key": config_key(config),
                 "methods": per_seed[seed],
                 "stages": stages[seed],
             },
