@@ -59,20 +59,13 @@ def _seed_results(folder: Path, methods: list[str]) -> list[tuple[Path, dict[str
             raise BamError(f"{path}: written by an earlier configuration of {folder}; run it again there")
         if not set(methods) <= set(result["methods"]):
             raise BamError(f"{path}: methods {sorted(result['methods'])} are not the run's")
-        found.append(
-            (
-                path,
-                {
-                    "seed": int(result["seed"]),
-                    "methods": {m: result["methods"][m] for m in methods},
-                    "stages": {
-                        m: [_rebased(folder, stage) for stage in paths]
-                        for m, paths in result["stages"].items()
-                        if m in methods
-                    },
-                },
-            )
-        )
+        stages = {
+            method: [_rebased(folder, stage) for stage in paths]
+            for method, paths in result["stages"].items()
+            if method in methods
+        }
+        scores = {method: result["methods"][method] for method in methods}
+        found.append((path, {"seed": int(result["seed"]), "methods": scores, "stages": stages}))
     return found
 
 
