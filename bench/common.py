@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -386,7 +385,9 @@ def ratio_line(label: str, ratios: Sequence[float], target: float) -> str:
 
 
 def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {THREADS} torch threads"
+    from bam.train.checkpoint import cpu_name  # the same processor name train_done.json records
+
+    return f"{cpu_name()}, {os.cpu_count()} cores, {THREADS} torch threads"
 
 
 def final_json(name: str, values: dict[str, Any]) -> None:

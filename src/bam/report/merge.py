@@ -46,9 +46,8 @@ def _rebased(folder: Path, stage: str) -> str:
     return str(here.resolve()) if here.is_dir() else stage
 
 
-def _seed_results(folder: Path, methods: list[str]) -> list[tuple[Path, dict[str, Any]]]:
-    """Every finished seed of ``folder``: its scores and stage folders, kept to ``methods``."""
-    key = config_key(_config_without_seeds(folder))
+def _seed_results(folder: Path, key: str, methods: list[str]) -> list[tuple[Path, dict[str, Any]]]:
+    """Every finished seed of ``folder`` (whose configuration has ``key``), kept to ``methods``."""
     seed_files = sorted((folder / "seeds").glob("*/results.json"))
     if not seed_files:
         raise BamError(f"{folder}: no seeds/<n>/results.json (no seed of this run has finished)")
@@ -84,12 +83,13 @@ def merge_runs(folders: list[Path], into: Path, methods: list[str] | None = None
     sources: dict[int, str] = {}
     seconds: dict[str, float] = {}
     for folder in folders:
-        differing = _differing_keys(config, _only(_config_without_seeds(folder), methods, folder))
+        ran = _config_without_seeds(folder)
+        differing = _differing_keys(config, _only(ran, methods, folder))
         if differing:
             raise BamError(
                 f"{folder}: ran another configuration than {folders[0]} ({', '.join(differing)} differ)"
             )
-        for path, result in _seed_results(folder, list(config["methods"])):
+        for path, result in _seed_results(folder, config_key(ran), list(config["methods"])):
             seed = result["seed"]
             if seed in per_seed and per_seed[seed] != result["methods"]:
                 raise BamError(f"{path}: seed {seed} is also in {sources[seed]}, with other scores")

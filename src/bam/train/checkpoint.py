@@ -243,7 +243,8 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The processor's model name (Linux), else what ``platform`` knows: for provenance lines."""
     cpuinfo = Path("/proc/cpuinfo")
     lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
     models = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
@@ -255,7 +256,7 @@ def hardware(device: torch.device, processes: int) -> str:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        name = f"{_cpu_name()} ({torch.get_num_threads()} threads)"
+        name = f"{cpu_name()} ({torch.get_num_threads()} threads)"
     return f"{processes} × {name}; torch {torch.__version__}"
 
 
