@@ -141,3 +141,16 @@ def test_auto_pooling_is_cls_without_a_sentence_transformers_folder(tmp_path) ->
 
     assert resolve_pooling(str(tmp_path), "auto") == "cls"
     assert resolve_pooling("bert-large-uncased", "auto") == "cls"  # a hub id: no network touched
+
+
+def test_default_device_is_this_process_gpu_when_there_is_one(monkeypatch) -> None:
+    """Teacher outputs and evaluation load through it: on a GPU machine they must not run on the CPU."""
+    from bam.model import default_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert default_device() == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_device() == torch.device("cuda", 1)
+    monkeypatch.delenv("LOCAL_RANK")
+    assert default_device() == torch.device("cuda", 0)

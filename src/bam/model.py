@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -229,10 +230,18 @@ def read_model_meta(model_dir: str | Path) -> dict[str, Any]:
     return meta
 
 
+def default_device() -> torch.device:
+    """This process's GPU when there is one (``LOCAL_RANK`` under ``accelerate launch``), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
 def load_bam_model(
-    model_dir: str | Path, trust_remote_code: bool = False
+    model_dir: str | Path, trust_remote_code: bool = False, device: str | torch.device | None = None
 ) -> tuple[BamModel, PreTrainedTokenizerBase, dict[str, Any]]:
-    """Load a saved model exactly as it was written (strict: every weight must match)."""
+    """Load a saved model exactly as it was written (strict: every weight must match), in eval mode
+    on ``device`` (default: :func:`default_device`, so teacher outputs and evaluation use the GPU)."""
     model_dir = Path(model_dir)
     meta = read_model_meta(model_dir)
     encoder_config = dict(meta["encoder_config"])
@@ -254,5 +263,5 @@ def load_bam_model(
             f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    model.eval()
+    model.to(device or default_device()).eval()
     return model, tokenizer, meta

@@ -88,6 +88,8 @@ def record_teacher_outputs(teacher_dir: Path, student: TrainConfig, task_name: s
     except BamError:
         pass  # missing, stale or damaged: record again
     model, tokenizer, meta = load_bam_model(model_dir)
+    device = next(model.parameters()).device
+    log.info("%s: recording outputs on %d %s rows (%s)", teacher_dir.name, len(examples), task.name, device)
     max_length = meta["train_config"]["max_length"]
     features = load_or_tokenize(examples, tokenizer, max_length)
     pad_id = tokenizer.pad_token_id or 0

@@ -96,8 +96,7 @@ class Predictor:
     ) -> Predictor:
         """Load a model folder (or a training output folder); GPU when there is one, unless told."""
         folder = resolve_model_dir(model_dir)
-        model, tokenizer, meta = load_bam_model(folder, trust_remote_code=trust_remote_code)
-        model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model, tokenizer, meta = load_bam_model(folder, trust_remote_code=trust_remote_code, device=device)
         return cls(model, tokenizer, meta, max_length, folder)
 
     @property
