@@ -45,6 +45,14 @@ def test_smoke_run_writes_all_methods_and_reuses_stages(tmp_path, capsys) -> Non
     assert rerun and all(not name.startswith("teacher-") for name in rerun)
     assert changed["methods"]["single"] == results["methods"]["single"]
 
+    # A new folder whose only entry links to these stages: a second run reuses all of them.
+    shared = tmp_path / "ablation"
+    shared.mkdir()
+    (shared / "stages").symlink_to(out / "stages", target_is_directory=True)
+    assert main(["run", "--preset", "smoke", "--output", str(shared), "--quiet"]) == 0
+    reused = json.loads((shared / "results.json").read_text())
+    assert reused["details"]["stages_trained"] == [] and reused["methods"] == results["methods"]
+
 
 def test_a_method_can_distil_from_a_teacher_ensemble(tmp_path) -> None:
     out = tmp_path / "ensemble"

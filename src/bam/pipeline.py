@@ -170,10 +170,15 @@ def median_table(per_seed: dict[int, dict[str, dict[str, float]]]) -> dict[str, 
 
 
 def check_output_dir(root: Path, overwrite: bool) -> None:
-    """Refuse a folder that holds something other than a bam run, unless told to overwrite."""
+    """Refuse a folder that holds something other than a bam run, unless told to overwrite.
+
+    A folder holding only ``stages`` (say, a link to another run's stages) is a run to be: stages
+    are keyed by content, so a second configuration (an ablation) reuses the first one's teachers
+    without rewriting that run's results."""
     if root.exists() and not root.is_dir():
         raise BamError(f"{root}: is a file, not a run folder")
-    if root.exists() and any(root.iterdir()) and not (root / RUN_FILE).is_file():
+    entries = {entry.name for entry in root.iterdir()} if root.exists() else set()
+    if entries - {"stages"} and not (root / RUN_FILE).is_file():
         if not overwrite:
             raise BamError(f"{root}: folder is not empty and holds no bam run; use --overwrite to replace it")
         shutil.rmtree(root)
