@@ -44,6 +44,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     dropout: float = 0.1
+    dropout_rng: str = "sfc64"  # CPU dropout masks: sfc64 (numpy, ~10% faster steps) | torch (bernoulli_)
     sampling_alpha: float = 0.75  # task drawn with probability ∝ |D|^alpha
     lambda_schedule: str = "gold"  # linear | constant | gold | teacher
     lambda_constant: float = 0.5
@@ -78,6 +79,7 @@ def _check_ranges(config: TrainConfig) -> None:
         "weight_decay": (config.weight_decay >= 0 and finite(config.weight_decay), "0 or more"),
         "max_grad_norm": (config.max_grad_norm > 0 and finite(config.max_grad_norm), "a positive number"),
         "dropout": (0 <= config.dropout < 1, "in [0, 1)"),
+        "dropout_rng": (config.dropout_rng in ("sfc64", "torch"), "one of sfc64, torch"),
         "sampling_alpha": (config.sampling_alpha >= 0 and finite(config.sampling_alpha), "0 or more"),
         "lambda_schedule": (config.lambda_schedule in LAMBDA_SCHEDULES, f"one of {schedules}"),
         "lambda_constant": (0 <= config.lambda_constant <= 1, "in [0, 1]"),

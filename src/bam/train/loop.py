@@ -24,6 +24,7 @@ from accelerate.utils import DistributedDataParallelKwargs
 from tqdm.auto import tqdm
 
 from bam.config import TrainConfig, config_to_dict
+from bam.cpu_dropout import use_cpu_dropout
 from bam.data.batching import collate, epoch_plan, steps_per_epoch, task_shares
 from bam.data.examples import Examples
 from bam.data.features import Features, load_or_tokenize
@@ -199,6 +200,8 @@ def _train(
         dropout=config.dropout,
         pooling=config.pooling,
     )
+    if config.dropout_rng == "sfc64":
+        use_cpu_dropout(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     data = [
         _task_data(task, examples, config, tokenizer, cache_dir)
