@@ -378,10 +378,11 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join([line, "  ".join("-" * w for w in widths), *body])
 
 
-def ratio_line(label: str, ratios: Sequence[float], target: float) -> str:
-    """``label per round [..] median x (target ≥ t)`` for the log."""
+def ratio_line(label: str, ratios: Sequence[float], target: float | None) -> str:
+    """``label per round [..] median x (target ≥ t)`` for the log (no target: for information)."""
     shown = ", ".join(f"{x:.3f}" for x in ratios)
-    return f"{label} per round [{shown}] median {median(ratios):.3f} (target ≥ {target:g})"
+    goal = f"target ≥ {target:g}" if target is not None else "no target"
+    return f"{label} per round [{shown}] median {median(ratios):.3f} ({goal})"
 
 
 def machine() -> str:

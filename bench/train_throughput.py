@@ -11,7 +11,10 @@ steps in a separate short run in the same process (not timed); then the one-epoc
 from its first step to the end of its last (model loading and tokenization outside the window).
 Variants, each in a fresh process, alternating per round:
 
-* bam            -- ``bam.train.loop.train`` (multi-task heads, length-grouped mixed batches)
+* bam            -- ``bam.train.loop.train`` (multi-task heads, length-grouped mixed batches), as
+                    configured by default: dropout masks from numpy's SFC64 (``bam.cpu_dropout``)
+* bam_torch_dropout -- the same loop with torch's ``bernoulli_`` masks (``dropout_rng: torch``), the
+                    masks the Trainer uses; for information, so the table shows both
 * trainer_best   -- Trainer with dynamic padding (DataCollatorWithPadding) and length grouping
                     (v5: ``train_sampling_strategy="group_by_length"``, v4's ``group_by_length``),
                     no evaluation, saving or logging, ``dataloader_num_workers=0``; one 2-way
@@ -66,7 +69,7 @@ def _summary(seconds: float, batches: list[list[int]], widths: list[int]) -> dic
     }
 
 
-def _bam_config(per_task: int, epochs: float) -> Any:
+def _bam_config(per_task: int, epochs: float, dropout_rng: str = "sfc64") -> Any:
     from bam.config import TrainConfig
 
     return TrainConfig(
@@ -78,6 +81,7 @@ def _bam_config(per_task: int, epochs: float) -> Any:
         learning_rate=LR,
         warmup_fraction=WARMUP_FRACTION,
         epochs=epochs,
+        dropout_rng=dropout_rng,
         checkpoint_every=0,
         num_threads=2,
         log_with=[],
@@ -89,9 +93,10 @@ def bam_worker(args: dict[str, Any]) -> dict[str, Any]:
 
     per_epoch = steps_per_epoch([args["per_task"]] * len(TASKS), BATCH)
     with tempfile.TemporaryDirectory() as tmp:
-        warm = _bam_config(args["per_task"], epochs_for_steps(WARMUP_STEPS, per_epoch))
+        rng = args.get("dropout_rng", "sfc64")
+        warm = _bam_config(args["per_task"], epochs_for_steps(WARMUP_STEPS, per_epoch), rng)
         timed_bam_train(warm, Path(tmp) / "warm", Path(tmp) / "cache")
-        log = timed_bam_train(_bam_config(args["per_task"], 1.0), Path(tmp) / "run", Path(tmp) / "cache")
+        log = timed_bam_train(_bam_config(args["per_task"], 1.0, rng), Path(tmp) / "run", Path(tmp) / "cache")
     assert len(log.starts) == per_epoch, (len(log.starts), per_epoch)
     seconds, batches = log.window(0)
     result = _summary(seconds, batches, [max(b) for b in batches])
@@ -226,7 +231,13 @@ def parent(ns: argparse.Namespace) -> None:
         f"trainer_glue timed over {args['glue_steps']} steps",
         flush=True,
     )
-    results = alternate(__file__, {name: args for name in WORKERS}, rounds)
+    variants = {name: args for name in WORKERS}
+    variants = {
+        "bam": args,
+        "bam_torch_dropout": {**args, "worker": "bam", "dropout_rng": "torch"},
+        **variants,
+    }
+    results = alternate(__file__, variants, rounds)
     rows = []
     for name, runs in results.items():
         rows.append(
@@ -262,6 +273,10 @@ def parent(ns: argparse.Namespace) -> None:
     glue = paired_ratios(results, "bam", "trainer_glue", "examples_per_second")
     print(ratio_line("bam/trainer_best examples/s", best, 1.3))
     print(ratio_line("bam/trainer_glue examples/s", glue, 4.0))
+    torch_best = paired_ratios(results, "bam_torch_dropout", "trainer_best", "examples_per_second")
+    torch_glue = paired_ratios(results, "bam_torch_dropout", "trainer_glue", "examples_per_second")
+    print(ratio_line("bam_torch_dropout/trainer_best examples/s", torch_best, None))
+    print(ratio_line("bam_torch_dropout/trainer_glue examples/s", torch_glue, None))
     loop_own = median([r["loop_reported_examples_per_second"] for r in results["bam"]])
     print(f"bam loop's own examples/s figure for the timed epoch: {loop_own:.1f}")
 
@@ -279,6 +294,8 @@ def parent(ns: argparse.Namespace) -> None:
             "ratio_vs_trainer_glue": median(glue),
             "meets_1.3x_best": median(best) >= 1.3,
             "meets_4x_glue": median(glue) >= 4.0,
+            "torch_dropout_ratio_vs_trainer_best": median(torch_best),
+            "torch_dropout_ratio_vs_trainer_glue": median(torch_glue),
         },
     )
 
