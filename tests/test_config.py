@@ -69,3 +69,9 @@ def test_run_config_counts_teachers_per_method() -> None:
     for bad in ("0", "1.5", "true"):
         with pytest.raises(BamError, match=r"methods\.ens\.teachers must be a whole number"):
             load_run_config("smoke", None, [f"methods.ens={{lambda_schedule: linear, teachers: {bad}}}"])
+
+
+def test_run_config_methods_null_means_teachers_only_reported_as_single() -> None:
+    config = load_run_config("smoke", None, ["methods=null", "train.dropout_rng=torch"])
+    assert config.methods == {"single": {}} and config.teachers_needed() == 1
+    assert config.teacher_config("rte", 1).dropout_rng == "torch"

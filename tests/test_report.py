@@ -54,3 +54,12 @@ def test_columns_follow_glue_order_whatever_the_json_order() -> None:
     methods = {"bam": {"avg": 1.0, "mytask": 1.0, "rte": 1.0, "sst2": 1.0, "cola": 1.0}}
     header = format_table(methods).splitlines()[0]
     assert header == "| method | CoLA | SST-2 | RTE | mytask | avg |"
+
+
+def test_teachers_only_run_has_no_lambda_plot(tmp_path) -> None:
+    from bam.report.plots import plot_lambda
+
+    assert plot_lambda({"single": {}}, tmp_path / "lambda.png") is None
+    assert not (tmp_path / "lambda.png").exists()
+    assert plot_lambda({"single": {}, "bam": {"lambda_schedule": "linear"}}, tmp_path / "lambda.png")
+    assert (tmp_path / "lambda.png").stat().st_size > 0

@@ -103,8 +103,8 @@ def load_run_config(preset: str | None, config_file: str | None, overrides: list
     if config_file:
         values = deep_merge(values, read_yaml(config_file))
     values = deep_merge(values, parse_overrides(overrides))
-    if "methods" in values and values["methods"] is None:
-        values["methods"] = {}
+    if "methods" in values and values["methods"] is None:  # teachers only: report them as Single
+        values["methods"] = {"single": {}}
     config: RunConfig = build_dataclass(RunConfig, values, config_file or f"preset {preset or 'demo'}")
     config.validate()
     return config

@@ -77,12 +77,13 @@ def plot_dev_curves(stage_dirs: dict[str, list[str]], path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_lambda(methods_config: dict[str, dict[str, Any]], path: Path, steps: int = 200) -> Path:
-    """λ (weight on gold labels) over training for every student method."""
+def plot_lambda(methods_config: dict[str, dict[str, Any]], path: Path, steps: int = 200) -> Path | None:
+    """λ (weight on gold labels) over training for every student method (None: no students)."""
+    students = {method: settings for method, settings in methods_config.items() if method != "single"}
+    if not students:
+        return None
     fig, ax = plt.subplots(figsize=(5, 3))
-    for method, settings in methods_config.items():
-        if method == "single":
-            continue
+    for method, settings in students.items():
         schedule = settings.get("lambda_schedule", "gold")
         constant = settings.get("lambda_constant", 0.5)
         ax.plot(
@@ -122,6 +123,6 @@ def write_plots(root: Path, results: dict[str, Any]) -> list[Path]:
         plot_scores(results["methods"], root / "plot_scores.png"),
         plot_dev_curves(stages, root / "plot_dev_curves.png"),
         plot_lambda(details["config"]["methods"], root / "plot_lambda.png"),
+        plot_shares(stages, root / "plot_shares.png"),
     ]
-    shares = plot_shares(stages, root / "plot_shares.png")
-    return written + ([shares] if shares else [])
+    return [path for path in written if path is not None]
