@@ -69,6 +69,21 @@ def test_a_method_can_distil_from_a_teacher_ensemble(tmp_path) -> None:
     assert results["methods"]["single"]["rte"] == results["details"]["per_seed"]["13"]["single"]["rte"]
 
 
+def test_jobs_train_the_same_stages_in_parallel_processes(tmp_path, capsys) -> None:
+    one_thread = ["--quiet", "train.num_threads=1", "tasks=[rte]"]
+    assert main(["run", "--preset", "smoke", "--output", str(tmp_path / "one"), *one_thread]) == 0
+    assert (
+        main(["run", "--preset", "smoke", "--output", str(tmp_path / "two"), "--jobs", "2", *one_thread]) == 0
+    )
+    one, two = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("one", "two"))
+    assert two["methods"] == one["methods"]  # same stages, same keys, same numbers
+    names = sorted(p.name for p in (tmp_path / "two" / "stages").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "one" / "stages").iterdir())
+    assert sorted(two["details"]["stages_trained"]) == names  # trained by the workers, then collected
+    assert main(["run", "--preset", "smoke", "--output", str(tmp_path / "x"), "--jobs", "0"]) == 2
+    assert "--jobs must be at least 1" in capsys.readouterr().err
+
+
 def test_paper_recipe_dry_run_works_offline(capsys) -> None:
     assert main(["run", "--preset", "glue-paper", "--dry-run"]) == 0
     plan = capsys.readouterr().out

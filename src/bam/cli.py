@@ -134,7 +134,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     if not args.output:
         check_stage_name(name, "run name")  # runs/<name> must stay under runs/
     output = Path(args.output or Path("runs") / name)
-    results = run(config, output, quiet=args.quiet, overwrite=args.overwrite)
+    if args.jobs < 1:
+        raise BamError(f"--jobs must be at least 1, got {args.jobs}")
+    results = run(config, output, quiet=args.quiet, overwrite=args.overwrite, jobs=args.jobs)
     print(format_table(results["methods"], markdown=False))
     print(f"\nresults: {output / 'results.json'}\nreport:  {output / 'report.md'}")
 
@@ -167,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="run folder (default runs/<preset>)")
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan, train nothing")
     p.add_argument("--overwrite", action="store_true", help="replace a folder that holds something else")
+    p.add_argument(
+        "--jobs", type=int, default=1, help="stages trained at once, in separate processes (default 1)"
+    )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. student.epochs=2 seeds=[1,2,3]")
     _common(p)
     p.set_defaults(func=cmd_run)

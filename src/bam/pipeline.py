@@ -11,13 +11,18 @@ stages are kept, and an unfinished one continues from its checkpoint.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import re
 import shutil
 import statistics
 import time
 from dataclasses import asdict
+from multiprocessing.pool import Pool
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from bam.config import TrainConfig
 from bam.data.features import load_or_tokenize
@@ -112,47 +117,135 @@ def _scores(summary: dict[str, Any]) -> dict[str, float]:
     return {**summary["scores"], "avg": summary["bam_avg"]}
 
 
+Stage = tuple[Path, TrainConfig]  # a stage's folder and the configuration that trains it
+
+
+def teacher_stages(config: RunConfig, root: Path, seed: int) -> dict[str, list[Stage]]:
+    """Per task name, its teachers' stages; member 0 is Single, the others serve ensembles."""
+    # A task may be given by alias or as a custom-task YAML path; folders and keys use its name.
+    plan: dict[str, list[Stage]] = {}
+    for task in config.tasks:
+        name = get_task(task).name
+        for member in range(config.teachers_needed()):
+            teacher = config.teacher_config(task, seed + 1000 * member)
+            plan.setdefault(name, []).append(
+                (stage_dir(root, f"teacher-{name}-s{teacher.seed}", teacher), teacher)
+            )
+    return plan
+
+
+def student_stages(
+    config: RunConfig, root: Path, seed: int, teachers: dict[str, list[Path]]
+) -> dict[str, list[Stage]]:
+    """Per student method, its stages. A student that distils reads its teachers' outputs on its
+    own training rows, recorded here first: the teachers must be trained."""
+    plan: dict[str, list[Stage]] = {}
+    for method in config.methods:
+        if method == "single":
+            continue
+        groups = [[t] for t in config.tasks] if config.per_task(method) else [list(config.tasks)]
+        for tasks in groups:
+            names = [get_task(t).name for t in tasks]
+            student = config.student_config(method, tasks, seed)
+            if student.lambda_schedule != "gold":
+                student.teacher_outputs = {
+                    name: [
+                        str(record_teacher_outputs(folder, student, name))
+                        for folder in teachers[name][: config.teacher_count(method)]
+                    ]
+                    for name in names
+                }
+            group = "-".join(names) if len(groups) > 1 else "all"
+            plan.setdefault(method, []).append(
+                (stage_dir(root, f"{method}-{group}-s{seed}", student), student)
+            )
+    return plan
+
+
+def _folders(plan: dict[str, list[Stage]]) -> dict[str, list[Path]]:
+    return {name: [folder for folder, _ in stages] for name, stages in plan.items()}
+
+
 def run_seed(
     config: RunConfig, root: Path, seed: int, quiet: bool, timings: dict[str, Any]
 ) -> dict[str, Any]:
     """Every method of one seed: ``{method: {task: score, "avg": score}}`` plus stage folders."""
-    # A task may be given by alias or as a custom-task YAML path; folders and keys use its name.
-    names = {task: get_task(task).name for task in config.tasks}
-    teachers: dict[str, list[Path]] = {}
-    single: dict[str, Any] = {"scores": {}}
-    for task in config.tasks:
-        for member in range(config.teachers_needed()):
-            teacher = config.teacher_config(task, seed + 1000 * member)
-            folder = stage_dir(root, f"teacher-{names[task]}-s{teacher.seed}", teacher)
+    teachers = teacher_stages(config, root, seed)
+    single: dict[str, float] = {}
+    for stages in teachers.values():
+        for member, (folder, teacher) in enumerate(stages):
             summary = _run_stage(folder, teacher, quiet, timings)
-            teachers.setdefault(names[task], []).append(folder)
             if member == 0:
-                single["scores"].update(summary["scores"])
+                single.update(summary["scores"])
+    students = student_stages(config, root, seed, _folders(teachers))
     methods: dict[str, dict[str, float]] = {}
-    stages: dict[str, list[str]] = {"single": [str(p) for ps in teachers.values() for p in ps]}
+    stages_run: dict[str, list[str]] = {"single": [str(p) for ps in _folders(teachers).values() for p in ps]}
     for method in config.methods:
         if method == "single":
-            methods["single"] = {**single["scores"], "avg": bam_average(single["scores"])}
+            methods["single"] = {**single, "avg": bam_average(single)}
             continue
-        groups = [[t] for t in config.tasks] if config.per_task(method) else [list(config.tasks)]
         merged: dict[str, float] = {}
-        for tasks in groups:
-            student = config.student_config(method, tasks, seed)
-            if student.lambda_schedule != "gold":
-                student.teacher_outputs = {
-                    names[t]: [
-                        str(record_teacher_outputs(folder, student, t))
-                        for folder in teachers[names[t]][: config.teacher_count(method)]
-                    ]
-                    for t in tasks
-                }
-            group = "-".join(names[t] for t in tasks) if len(groups) > 1 else "all"
-            folder = stage_dir(root, f"{method}-{group}-s{seed}", student)
-            summary = _run_stage(folder, student, quiet, timings)
-            merged.update(summary["scores"])
-            stages.setdefault(method, []).append(str(folder))
+        for folder, student in students[method]:
+            merged.update(_run_stage(folder, student, quiet, timings)["scores"])
+            stages_run.setdefault(method, []).append(str(folder))
         methods[method] = {**merged, "avg": bam_average(merged)}
-    return {"methods": methods, "stages": stages}
+    return {"methods": methods, "stages": stages_run}
+
+
+def _train_stage(stage: Stage) -> tuple[str, float]:
+    """One stage in a worker process (``bam run --jobs``): its name and wall time."""
+    folder, config = stage
+    return folder.name, train(config, folder, quiet=True).seconds
+
+
+def _worker_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _train_together(stages: list[Stage], pool: Pool, quiet: bool, timings: dict[str, Any]) -> None:
+    """Train the unfinished ``stages`` on the pool's processes, reporting each as it ends."""
+    todo = [(folder, stage) for folder, stage in stages if finished_run(folder) is None]
+    for folder, _ in todo:
+        if not quiet:
+            log.info("stage %s: queued", folder.name)
+    for name, seconds in pool.imap_unordered(_train_stage, todo):
+        timings["trained"].append(name)
+        if not quiet:
+            log.info("stage %s: trained in %.0f s", name, seconds)
+
+
+def train_stages_in_parallel(
+    config: RunConfig, root: Path, jobs: int, quiet: bool, timings: dict[str, Any]
+) -> None:
+    """``bam run --jobs N``: every seed's teachers on N processes, then every student on N.
+
+    Stages are the same as a one-process run's (same folders, same keys), so the collecting pass
+    that follows finds them all trained. A small encoder leaves a big GPU mostly idle: several
+    processes sharing it train faster together. On CPU each process gets cores / N threads. A
+    fresh process per stage (no state carried over); a failure or Ctrl-C stops the other stages,
+    which resume from their checkpoints on the next run.
+    """
+    threads = 1 if torch.cuda.is_available() else max(1, (os.cpu_count() or 1) // jobs)
+    context = multiprocessing.get_context("spawn")  # no forked CUDA or OpenMP state
+    pool = context.Pool(jobs, initializer=_worker_threads, initargs=(threads,), maxtasksperchild=1)
+    try:
+        teachers = {seed: teacher_stages(config, root, seed) for seed in config.seeds}
+        _train_together(
+            [s for plan in teachers.values() for ss in plan.values() for s in ss], pool, quiet, timings
+        )
+        students = [
+            stage
+            for seed, plan in teachers.items()
+            for stages in student_stages(config, root, seed, _folders(plan)).values()
+            for stage in stages
+        ]
+        _train_together(students, pool, quiet, timings)
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
 
 
 def config_key(config: dict[str, Any]) -> str:
@@ -185,9 +278,10 @@ def check_output_dir(root: Path, overwrite: bool) -> None:
 
 
 def run(
-    config: RunConfig, root: str | Path, *, quiet: bool = False, overwrite: bool = False
+    config: RunConfig, root: str | Path, *, quiet: bool = False, overwrite: bool = False, jobs: int = 1
 ) -> dict[str, Any]:
-    """Run (or resume) the whole comparison and write ``results.json`` and ``report.md``."""
+    """Run (or resume) the whole comparison and write ``results.json`` and ``report.md``; with
+    ``jobs`` > 1, stages that do not depend on each other train in that many processes."""
     from bam.report.tables import write_report
 
     root = Path(root)
@@ -197,6 +291,10 @@ def run(
     atomic_write_json(root / RUN_FILE, {"config": asdict(config)})
     started = time.perf_counter()
     timings: dict[str, Any] = {"seconds": {}, "trained": []}
+    if jobs > 1:
+        train_stages_in_parallel(config, root, jobs, quiet, timings)
+        if not quiet:
+            log.info("every stage is trained; collecting the results")
     per_seed = {}
     stages = {}
     for seed in config.seeds:
