@@ -84,6 +84,13 @@ def test_jobs_train_the_same_stages_in_parallel_processes(tmp_path, capsys) -> N
     assert "--jobs must be at least 1" in capsys.readouterr().err
 
 
+def test_jobs_are_refused_under_accelerate_launch(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["run", "--preset", "smoke", "--output", str(tmp_path / "x"), "--jobs", "2"]) == 2
+    assert "not under accelerate launch" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 def test_paper_recipe_dry_run_works_offline(capsys) -> None:
     assert main(["run", "--preset", "glue-paper", "--dry-run"]) == 0
     plan = capsys.readouterr().out

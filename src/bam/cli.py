@@ -136,6 +136,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     output = Path(args.output or Path("runs") / name)
     if args.jobs < 1:
         raise BamError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.jobs > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise BamError("--jobs trains stages in processes of its own: not under accelerate launch")
     results = run(config, output, quiet=args.quiet, overwrite=args.overwrite, jobs=args.jobs)
     print(format_table(results["methods"], markdown=False))
     print(f"\nresults: {output / 'results.json'}\nreport:  {output / 'report.md'}")
