@@ -20,9 +20,14 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from transformers import AttentionInterface, PreTrainedModel
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
-from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+from transformers import PreTrainedModel
+
+try:  # newer transformers (v5 here): attention functions and their masks are pluggable
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+except ImportError:  # older: only the nn.Dropout modules are swapped
+    AttentionInterface = None
 
 ATTENTION = "bam_sdpa"  # sdpa, with this file's dropout on the attention probabilities on CPU
 _LEVELS = 65536  # a mask element is one uniform 16-bit draw
@@ -94,8 +99,9 @@ def sdpa_with_cpu_dropout(
     return torch.matmul(probs, value).transpose(1, 2).contiguous(), None
 
 
-AttentionInterface.register(ATTENTION, sdpa_with_cpu_dropout)
-AttentionMaskInterface.register(ATTENTION, sdpa_mask)
+if AttentionInterface is not None:
+    AttentionInterface.register(ATTENTION, sdpa_with_cpu_dropout)
+    AttentionMaskInterface.register(ATTENTION, sdpa_mask)
 
 
 def use_cpu_dropout(model: nn.Module) -> None:
@@ -110,5 +116,6 @@ def use_cpu_dropout(model: nn.Module) -> None:
     for module in model.modules():
         if not isinstance(module, PreTrainedModel) or module.config._attn_implementation != "sdpa":
             continue
-        if module._can_set_attn_implementation():
+        can_switch = getattr(module, "_can_set_attn_implementation", None)  # newer transformers only
+        if AttentionInterface is not None and can_switch is not None and can_switch():
             module.set_attn_implementation(ATTENTION)
