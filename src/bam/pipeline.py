@@ -145,17 +145,17 @@ def student_stages(
             continue
         groups = [[t] for t in config.tasks] if config.per_task(method) else [list(config.tasks)]
         for tasks in groups:
-            names = [get_task(t).name for t in tasks]
+            names = {task: get_task(task).name for task in tasks}  # a custom task: path → name
             student = config.student_config(method, tasks, seed)
             if student.lambda_schedule != "gold":
                 student.teacher_outputs = {
-                    name: [
-                        str(record_teacher_outputs(folder, student, name))
-                        for folder in teachers[name][: config.teacher_count(method)]
+                    names[task]: [
+                        str(record_teacher_outputs(folder, student, task))
+                        for folder in teachers[names[task]][: config.teacher_count(method)]
                     ]
-                    for name in names
+                    for task in tasks
                 }
-            group = "-".join(names) if len(groups) > 1 else "all"
+            group = "-".join(names.values()) if len(groups) > 1 else "all"
             plan.setdefault(method, []).append(
                 (stage_dir(root, f"{method}-{group}-s{seed}", student), student)
             )
