@@ -56,6 +56,11 @@ def test_gradient_is_mask_times_scale() -> None:
     assert torch.allclose(x.grad, 2.0 * kept * scale)
 
 
+def test_p_just_below_one_keeps_a_sliver_without_dividing_by_zero() -> None:
+    mask, scale = keep_mask(torch.Size([1000]), 0.9999999)
+    assert scale == 65536 and mask.sum() <= 5
+
+
 def test_not_training_or_p_zero_is_identity() -> None:
     x = torch.randn(10, 10)
     assert sfc64_dropout(x, 0.5, training=False) is x

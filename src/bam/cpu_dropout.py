@@ -35,7 +35,7 @@ _LEVELS = 65536  # a mask element is one uniform 16-bit draw
 
 def keep_mask(shape: torch.Size, p: float) -> tuple[torch.Tensor, float]:
     """A boolean keep-mask with P(keep) = 1 - p (to 1/65536) and the scale of the kept elements."""
-    drop_levels = round(p * _LEVELS)
+    drop_levels = min(round(p * _LEVELS), _LEVELS - 1)  # p just below 1 keeps 1 level, not 0
     seed = int(torch.randint(0, 2**62, (1,)))  # torch's generator: seeded runs and resumes agree
     count = int(np.prod(shape, dtype=np.int64))
     draws = np.random.SFC64(seed).random_raw((count + 3) // 4).view(np.int16)[:count]
