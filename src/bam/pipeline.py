@@ -5,7 +5,8 @@ that produced it (:func:`bam.train.checkpoint.run_key`: its full training config
 and dev rows, the encoder's files, and for students the teacher outputs they read). A second run
 with the same configuration reuses every finished stage; a changed setting gets a new
 fingerprint, so only the stages that depend on it run again. A killed run resumes: finished
-stages are kept, and an unfinished one continues from its checkpoint.
+stages are kept, and an unfinished one continues from its checkpoint. ``--jobs N`` trains the
+stages that do not depend on each other in N processes, then collects them the same way.
 """
 
 from __future__ import annotations
