@@ -178,9 +178,10 @@ def run_seed(
             summary = _run_stage(folder, teacher, quiet, timings)
             if member == 0:
                 single.update(summary["scores"])
-    students = student_stages(config, root, seed, _folders(teachers))
+    teacher_folders = _folders(teachers)
+    students = student_stages(config, root, seed, teacher_folders)
     methods: dict[str, dict[str, float]] = {}
-    stages_run: dict[str, list[str]] = {"single": [str(p) for ps in _folders(teachers).values() for p in ps]}
+    stages_run: dict[str, list[str]] = {"single": [str(p) for ps in teacher_folders.values() for p in ps]}
     for method in config.methods:
         if method == "single":
             methods["single"] = {**single, "avg": bam_average(single)}
