@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import transformers
+from packaging.version import Version
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -79,7 +81,11 @@ def test_bert_regression_export(bert_dir: Path, tmp_path: Path) -> None:
     assert np.allclose(logits[:, 0], expected, atol=1e-5)
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert model.config.problem_type == "regression" and model.config.num_labels == 1
-    answers = pipeline("text-classification", model=str(out))([{"text": a, "text_pair": b} for a, b in PAIRS])
+    # transformers >= 4.46 reads problem_type and returns the raw score; older ones apply a sigmoid
+    # to any single-label head unless told not to (huggingface/transformers#34066).
+    raw = {} if Version(transformers.__version__) >= Version("4.46") else {"function_to_apply": "none"}
+    pairs = [{"text": a, "text_pair": b} for a, b in PAIRS]
+    answers = pipeline("text-classification", model=str(out))(pairs, **raw)
     assert np.allclose([a["score"] for a in answers], expected, atol=1e-5)  # raw score, no sigmoid
 
 

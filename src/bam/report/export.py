@@ -21,7 +21,9 @@ export either gives the same logits or fails with a :class:`BamError`.
 Labels: ``id2label`` holds the task's label values as its files write them (``entailment``,
 ``not_entailment``; ``0``/``1`` for CoLA, SST-2, MRPC, QQP, WNLI, whose files have no names).
 Regression heads (STS-B) export with ``num_labels=1``, ``problem_type="regression"`` and the
-single label ``score``. Weights are saved as ``model.safetensors``; the tokenizer goes along.
+single label ``score``; transformers' text-classification pipeline returns its raw score from
+4.46 on (older versions apply a sigmoid unless called with ``function_to_apply="none"``).
+Weights are saved as ``model.safetensors``; the tokenizer goes along.
 """
 
 from __future__ import annotations
