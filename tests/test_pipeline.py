@@ -99,3 +99,17 @@ def test_paper_recipe_dry_run_works_offline(capsys) -> None:
         assert f"  {task} " in plan
     assert "rows  392,702 (expected)" in plan  # MNLI is not here: the official count is used
     assert "teacher mnli s1" in plan and "bam cola+sst2" in plan
+
+
+def test_dry_run_tells_how_jobs_schedule_the_stages(capsys) -> None:
+    assert main(["run", "--preset", "glue5-cpu", "--dry-run"]) == 0
+    assert (
+        "order: one stage at a time, seed by seed, teachers first (8 stages per seed)"
+        in capsys.readouterr().out
+    )
+    assert main(["run", "--preset", "glue5-cpu", "--dry-run", "--jobs", "3", "seeds=[1,2]"]) == 0
+    assert (
+        "all 10 teacher stages 3 at a time, then all 6 student stages 3 at a time" in capsys.readouterr().out
+    )
+    assert main(["run", "--preset", "glue5-cpu", "--dry-run", "--jobs", "0"]) == 2
+    assert "--jobs must be at least 1" in capsys.readouterr().err

@@ -125,19 +125,19 @@ def cmd_run(args: argparse.Namespace) -> None:
     from bam.run_config import load_run_config
 
     config = load_run_config(args.preset, args.config, args.overrides)
+    if args.jobs < 1:
+        raise BamError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.jobs > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise BamError("--jobs trains stages in processes of its own: not under accelerate launch")
     if args.dry_run:
         from bam.plan import describe_plan
 
-        print(describe_plan(config))
+        print(describe_plan(config, args.jobs))
         return
     name = args.preset or (Path(args.config).stem if args.config else "demo")
     if not args.output:
         check_stage_name(name, "run name")  # runs/<name> must stay under runs/
     output = Path(args.output or Path("runs") / name)
-    if args.jobs < 1:
-        raise BamError(f"--jobs must be at least 1, got {args.jobs}")
-    if args.jobs > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise BamError("--jobs trains stages in processes of its own: not under accelerate launch")
     results = run(config, output, quiet=args.quiet, overwrite=args.overwrite, jobs=args.jobs)
     print(format_table(results["methods"], markdown=False))
     print(f"\nresults: {output / 'results.json'}\nreport:  {output / 'report.md'}")

@@ -216,6 +216,11 @@ def _train_together(stages: list[Stage], pool: Pool, quiet: bool, timings: dict[
             log.info("stage %s: trained in %.0f s", name, seconds)
 
 
+def cpu_threads_per_job(jobs: int) -> int:
+    """The cores each of ``jobs`` stage processes gets on CPU (at least one)."""
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
 def train_stages_in_parallel(
     config: RunConfig, root: Path, jobs: int, quiet: bool, timings: dict[str, Any]
 ) -> None:
@@ -227,7 +232,7 @@ def train_stages_in_parallel(
     fresh process per stage (no state carried over); a failure or Ctrl-C stops the other stages,
     which resume from their checkpoints on the next run.
     """
-    threads = 1 if torch.cuda.is_available() else max(1, (os.cpu_count() or 1) // jobs)
+    threads = 1 if torch.cuda.is_available() else cpu_threads_per_job(jobs)
     context = multiprocessing.get_context("spawn")  # no forked CUDA or OpenMP state
     pool = context.Pool(jobs, initializer=_worker_threads, initargs=(threads,), maxtasksperchild=1)
     try:

@@ -18,6 +18,7 @@ from bam.data.load import is_hub
 from bam.data.prepare import training_examples
 from bam.errors import BamError
 from bam.model import resolve_encoder_path
+from bam.pipeline import cpu_threads_per_job
 from bam.run_config import RunConfig
 from bam.tasks import get_task
 
@@ -99,7 +100,7 @@ def _stage_line(label: str, config: TrainConfig, plans: list[TaskPlan], params: 
     )
 
 
-def describe_plan(config: RunConfig) -> str:
+def describe_plan(config: RunConfig, jobs: int = 1) -> str:
     seed = config.seeds[0]
     teacher = config.teacher_config(config.tasks[0], seed)
     params, size_source = non_embedding_parameters(teacher)
@@ -127,10 +128,12 @@ def describe_plan(config: RunConfig) -> str:
             line, flops = _stage_line(f"teacher {name} s{cfg.seed}", cfg, [_task_plan(name, cfg)], params)
             lines.append(line)
             total += flops
+    student_stages = 0
     for method in config.methods:
         if method == "single":
             continue
         groups = [[t] for t in config.tasks] if config.per_task(method) else [list(config.tasks)]
+        student_stages += len(groups)
         for tasks in groups:
             cfg = config.student_config(method, tasks, seed)
             line, flops = _stage_line(f"{method} {'+'.join(tasks)}", cfg, [plans[t] for t in tasks], params)
@@ -141,5 +144,21 @@ def describe_plan(config: RunConfig) -> str:
         f"estimated training compute: ~{total * len(config.seeds) / 1e15:,.1f} PFLOP for all seeds "
         "(6 × non-embedding parameters × tokens; padding, attention and evaluation not counted)",
         f"methods compared: {', '.join(config.methods)}",
+        _order_line(len(config.tasks) * config.teachers_needed(), student_stages, len(config.seeds), jobs),
     ]
     return "\n".join(lines)
+
+
+def _order_line(teachers: int, students: int, seeds: int, jobs: int) -> str:
+    """How ``bam run`` (with ``--jobs``) will schedule the stages listed above."""
+    if jobs == 1:
+        return (
+            f"order: one stage at a time, seed by seed, teachers first ({teachers + students} stages "
+            "per seed); --jobs N trains N at once"
+        )
+    threads = cpu_threads_per_job(jobs)
+    return (
+        f"order (--jobs {jobs}): all {teachers * seeds} teacher stages {jobs} at a time, then all "
+        f"{students * seeds} student stages {jobs} at a time ({threads} thread(s) each on CPU; "
+        "one GPU is shared)"
+    )
