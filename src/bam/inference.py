@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from bam.cpu_inference import onednn_linears
 from bam.data.batching import collate, inference_order
 from bam.data.features import Features
 from bam.model import BamModel
@@ -33,10 +34,11 @@ def predict_outputs(
     out = np.zeros((n,) if spec.kind == "regression" else (n, spec.num_outputs), dtype=np.float32)
     task_ids = np.zeros(n, dtype=np.int64)
     batches = inference_order(features.lengths, batch_size)
-    for rows in tqdm(batches, desc=progress, disable=progress is None, leave=False, unit="batch"):
-        inputs = {k: v.to(device) for k, v in collate([features], task_ids[rows], rows, pad_id).items()}
-        everything = torch.arange(len(rows), device=device)
-        out[rows] = model(**inputs, groups={head: everything})[head].float().cpu().numpy()
+    with onednn_linears(model):
+        for rows in tqdm(batches, desc=progress, disable=progress is None, leave=False, unit="batch"):
+            inputs = {k: v.to(device) for k, v in collate([features], task_ids[rows], rows, pad_id).items()}
+            everything = torch.arange(len(rows), device=device)
+            out[rows] = model(**inputs, groups={head: everything})[head].float().cpu().numpy()
     model.train(was_training)
     return out
 
