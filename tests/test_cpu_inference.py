@@ -102,3 +102,26 @@ def test_predict_outputs_are_the_same_with_and_without(monkeypatch) -> None:
     monkeypatch.setenv("BAM_ONEDNN", "0")
     plain = predict_outputs(model, features, "rte", pad_id=0, batch_size=8)
     assert np.allclose(fast, plain, atol=1e-5)
+
+
+def test_the_self_check_leaves_torch_seeded_stream_alone() -> None:
+    onednn_available.cache_clear()
+    torch.manual_seed(5)
+    assert onednn_available()
+    after_check = torch.rand(3)
+    torch.manual_seed(5)
+    assert torch.equal(torch.rand(3), after_check)
+
+
+def test_a_torch_whose_private_ops_changed_falls_back_to_plain_layers(monkeypatch) -> None:
+    def changed(self, x):
+        raise RuntimeError("_linear_pointwise() got an unexpected argument")
+
+    monkeypatch.setattr(OneDnnLinear, "forward", changed)
+    onednn_available.cache_clear()
+    try:
+        model = _model(BertConfig(**SMALL))
+        with onednn_linears(model) as used:
+            assert not used and any(type(m) is nn.Linear for m in model.modules())
+    finally:
+        onednn_available.cache_clear()

@@ -17,6 +17,7 @@ Only for inference (no autograd through packed weights) of fp32 models on CPU, a
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,16 +27,6 @@ from torch import nn
 from torch.nn import functional as F
 
 ROWS_HINT = 2048  # tokens per batch the packed layout is tuned for (batches of 32 × ~64 tokens)
-
-
-def onednn_available() -> bool:
-    """Whether this torch build has oneDNN and the fused linear ops (x86 and arm64 wheels do)."""
-    ops = torch.ops.mkldnn
-    return (
-        torch.backends.mkldnn.is_available()
-        and hasattr(ops, "_linear_pointwise")
-        and hasattr(ops, "_reorder_linear_weight")
-    )
 
 
 class OneDnnLinear(nn.Module):
@@ -55,6 +46,33 @@ class OneDnnLinear(nn.Module):
             rows, self.packed, self.bias, self.activation, [], self.algorithm
         )
         return out.view(*x.shape[:-1], self.out_features)
+
+
+@functools.cache
+def onednn_available() -> bool:
+    """Whether this torch build has oneDNN's fused linear ops and they compute what ``F.linear``
+    does. They are private to PyTorch (its compiler emits them), so a torch whose ops changed
+    falls back to the plain layers instead of failing or giving other numbers."""
+    ops = torch.ops.mkldnn
+    if not (
+        torch.backends.mkldnn.is_available()
+        and hasattr(ops, "_linear_pointwise")
+        and hasattr(ops, "_reorder_linear_weight")
+    ):
+        return False
+    generator = torch.Generator().manual_seed(0)  # not torch's global one: seeded runs stay as they were
+    linear = nn.utils.skip_init(nn.Linear, 16, 8)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(8, 16, generator=generator))
+        linear.bias.copy_(torch.randn(8, generator=generator))
+    x = torch.randn(3, 5, 16, generator=generator)
+    try:
+        with torch.inference_mode():
+            fused = OneDnnLinear(linear, "gelu", "none")(x)
+            expected = F.gelu(linear(x))
+    except RuntimeError:
+        return False
+    return fused.shape == expected.shape and torch.allclose(fused, expected, atol=1e-5)
 
 
 def _fusable_activation(module: nn.Module) -> tuple[str, str] | None:
