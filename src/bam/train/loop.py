@@ -119,8 +119,7 @@ def _batch_loss(
         for t in np.unique(task_ids)
     }
     outputs = model(**inputs, groups=groups)
-    total = torch.zeros((), device=device)
-    per_task: dict[str, tuple[float, int]] = {}
+    sums, counts = [], {}
     for t in np.unique(task_ids):
         item = data[t]
         task_rows = torch.from_numpy(rows[task_ids == t])
@@ -130,9 +129,12 @@ def _batch_loss(
             losses = regression_loss(outputs[item.task.name], gold, teacher, lam)
         else:
             losses = classification_loss(outputs[item.task.name], gold, teacher, lam, config.temperature)
-        total = total + losses.sum()
-        per_task[item.task.name] = (float(losses.detach().sum()), len(task_rows))
-    return total, per_task
+        sums.append(losses.sum())
+        counts[item.task.name] = len(task_rows)
+    stacked = torch.stack(sums)
+    values = stacked.detach().tolist()  # one device sync per step, not one per task
+    per_task = {name: (value, count) for (name, count), value in zip(counts.items(), values, strict=True)}
+    return stacked.sum(), per_task
 
 
 def _tracker_config(config: TrainConfig) -> dict[str, Any]:
