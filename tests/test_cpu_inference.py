@@ -125,3 +125,19 @@ def test_a_torch_whose_private_ops_changed_falls_back_to_plain_layers(monkeypatc
             assert not used and any(type(m) is nn.Linear for m in model.modules())
     finally:
         onednn_available.cache_clear()
+
+
+def test_subclasses_of_linear_are_left_alone() -> None:
+    class Scaled(nn.Linear):  # e.g. an adapter that computes something else
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 2 * super().forward(x)
+
+    model = _model(BertConfig(**SMALL))
+    plain = model.heads["rte"][1]
+    model.heads["rte"][1] = Scaled(plain.in_features, plain.out_features)
+    inputs = _inputs()
+    with torch.inference_mode():
+        expected = model(**inputs)["rte"]
+        with onednn_linears(model):
+            assert type(model.heads["rte"][1]) is Scaled
+            assert torch.allclose(model(**inputs)["rte"], expected, atol=1e-5)

@@ -119,12 +119,12 @@ def onednn_linears(model: nn.Module) -> Iterator[bool]:
         for module in list(model.modules()):
             dense, act = getattr(module, "dense", None), getattr(module, "intermediate_act_fn", None)
             fused = _fusable_activation(act) if isinstance(act, nn.Module) else None
-            if isinstance(dense, nn.Linear) and fused is not None:
+            if type(dense) is nn.Linear and fused is not None:  # not subclasses (LoRA, ...)
                 swap(module, "dense", OneDnnLinear(dense, *fused))
                 swap(module, "intermediate_act_fn", nn.Identity())
         for parent in list(model.modules()):
             for name, child in list(parent.named_children()):
-                if type(child) is nn.Linear:
+                if type(child) is nn.Linear:  # exactly: a subclass may compute something else
                     swap(parent, name, OneDnnLinear(child))
         yield True
     finally:
