@@ -8,7 +8,8 @@ intermediate activations. oneDNN's linear primitive applies bias and GELU while 
 still in cache, and a weight reordered once into oneDNN's blocked layout skips the per-call
 packing. This is the rewrite PyTorch's own compiler makes for frozen CPU models
 (``torch._inductor``'s mkldnn fusion passes); here it is done without compiling, so variable
-batch shapes cost nothing extra. Outputs equal the plain layers' to float rounding (~1e-7).
+batch shapes cost nothing extra. Outputs equal the plain layers' to float rounding (1e-7 on a
+random MiniLM, 7e-6 on trained teachers' logits; the same predictions).
 
 Only for inference (no autograd through packed weights) of fp32 models on CPU, and only while
 :func:`onednn_linears` is active: the model's own modules, weights and saved files never change.
