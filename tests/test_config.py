@@ -75,3 +75,10 @@ def test_run_config_methods_null_means_teachers_only_reported_as_single() -> Non
     config = load_run_config("smoke", None, ["methods=null", "train.dropout_rng=torch"])
     assert config.methods == {"single": {}} and config.teachers_needed() == 1
     assert config.teacher_config("rte", 1).dropout_rng == "torch"
+
+
+def test_run_config_method_set_to_null_is_dropped_from_the_preset() -> None:
+    config = load_run_config("glue5-cpu", None, ["methods.bam_t2=null"])
+    assert list(config.methods) == ["single", "multi", "bam"]
+    with pytest.raises(BamError, match="every method was removed"):
+        load_run_config("smoke", None, [f"methods.{name}=null" for name in ("single", "multi", "bam")])

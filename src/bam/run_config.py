@@ -103,8 +103,13 @@ def load_run_config(preset: str | None, config_file: str | None, overrides: list
     if config_file:
         values = deep_merge(values, read_yaml(config_file))
     values = deep_merge(values, parse_overrides(overrides))
-    if "methods" in values and values["methods"] is None:  # teachers only: report them as Single
+    methods = values.get("methods")
+    if "methods" in values and methods is None:  # teachers only: report them as Single
         values["methods"] = {"single": {}}
+    elif isinstance(methods, dict) and None in methods.values():  # `methods.x=null` drops a preset method
+        values["methods"] = {name: settings for name, settings in methods.items() if settings is not None}
+        if not values["methods"]:
+            raise BamError("methods: every method was removed (methods=null trains the teachers only)")
     config: RunConfig = build_dataclass(RunConfig, values, config_file or f"preset {preset or 'demo'}")
     config.validate()
     return config
