@@ -5,7 +5,7 @@ MRPC head (seeded), and a ``BertForSequenceClassification`` built from exactly t
 worker checks that their logits agree). Same rows (MRPC training pairs), same truncation (128).
 
 * bam           -- ``load_or_tokenize`` into an empty cache + ``predict_outputs`` with length-sorted
-                   batches of ``bam.pipeline.TEACHER_BATCH``, as ``record_teacher_outputs`` calls
+                   batches of ``bam.distill.record.TEACHER_BATCH``, as ``record_teacher_outputs`` calls
                    it: what recording teacher outputs costs, tokenization included
 * bam_plain     -- the same with ``BAM_ONEDNN=0``: plain PyTorch linear layers instead of oneDNN's
                    packed, bias- and GELU-fused ones (``bam.cpu_inference``), for information
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bam.pipeline import TEACHER_BATCH
+from bam.distill.record import TEACHER_BATCH
 from common import (
     alternate,
     best_matmul_flops,

@@ -21,6 +21,11 @@ import yaml
 
 from bam.errors import BamError
 
+# Field metadata for settings added after stages were cached: while the switch named here is at
+# its default they are left out of :func:`config_to_dict`, and so out of every stage key and
+# ``train_config.json``: the stages trained before they existed keep their folders.
+CROSS_FIT = {"keyed_when_set": "cv_folds"}
+
 
 @dataclass
 class TrainConfig:
@@ -57,6 +62,10 @@ class TrainConfig:
     seed: int = 13
     num_threads: int = 0  # torch intra-op threads; 0 leaves torch's default
     log_with: list[str] = field(default_factory=lambda: ["tensorboard"])
+    # Cross-fitting teachers (``bam run`` sets these per fold teacher): the training rows are
+    # split into cv_folds fixed folds and fold cv_holdout is left out. 0 folds: every row.
+    cv_folds: int = field(default=0, metadata=CROSS_FIT)
+    cv_holdout: int = field(default=0, metadata=CROSS_FIT)
 
     def __post_init__(self) -> None:
         _check_ranges(self)
@@ -88,6 +97,11 @@ def _check_ranges(config: TrainConfig) -> None:
         "eval_every": (config.eval_every >= 0, "0 or more"),
         "checkpoint_every": (config.checkpoint_every >= 0, "0 or more"),
         "num_threads": (config.num_threads >= 0, "0 or more"),
+        "cv_folds": (config.cv_folds == 0 or config.cv_folds >= 2, "0 (off) or at least 2"),
+        "cv_holdout": (
+            0 <= config.cv_holdout < max(config.cv_folds, 1),
+            "a fold number from 0 to cv_folds - 1 (0 without cv_folds)",
+        ),
     }
     for key, (ok, wanted) in rules.items():
         if not ok:
@@ -239,4 +253,11 @@ def load_train_config(config_file: str | None, overrides: list[str], base: dict[
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
-    return dataclasses.asdict(config)
+    """The config's values, less the fields whose ``keyed_when_set`` switch is off (at its default)."""
+    values = dataclasses.asdict(config)
+    defaults = {spec.name: spec.default for spec in dataclasses.fields(config)}
+    for spec in dataclasses.fields(config):
+        switch = spec.metadata.get("keyed_when_set")
+        if switch and getattr(config, switch) == defaults[switch]:
+            del values[spec.name]
+    return values

@@ -7,6 +7,8 @@ with the same configuration reuses every finished stage; a changed setting gets 
 fingerprint, so only the stages that depend on it run again. A killed run resumes: finished
 stages are kept, and an unfinished one continues from its checkpoint. ``--jobs N`` trains the
 stages that do not depend on each other in N processes, then collects them the same way.
+A method with ``teacher_folds: k`` adds k fold teachers per task (``teacher-<task>-s<seed>-fold<i>of<k>``),
+and its student reads their cross-fitted outputs (:mod:`bam.distill.record`).
 """
 
 from __future__ import annotations
@@ -26,24 +28,17 @@ from typing import Any
 import torch
 
 from bam.config import TrainConfig
-from bam.data.features import load_or_tokenize
-from bam.data.prepare import training_rows
-from bam.distill.store import OUTPUT_KIND, load_outputs_for, save_teacher_outputs
+from bam.distill.record import cross_fitted_outputs, record_teacher_outputs
 from bam.errors import BamError
-from bam.fileio import atomic_write_json, fingerprint, sha256_file
-from bam.inference import predict_outputs
-from bam.model import MODEL_FILE, load_bam_model
+from bam.fileio import atomic_write_json, fingerprint
 from bam.run_config import RunConfig
 from bam.tasks import get_task
 from bam.tasks.metrics import bam_average
-from bam.train.checkpoint import MODEL_DIR, finished_run, run_key
+from bam.train.checkpoint import finished_run, run_key
 from bam.train.loop import train
 
 log = logging.getLogger("bam")
 RUN_FILE = "bam_run.json"
-# Rows per teacher-inference batch: measured fastest on CPU (bench/teacher_pass.py): larger
-# batches spill the activations out of cache.
-TEACHER_BATCH = 32
 _STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -81,39 +76,6 @@ def _run_stage(folder: Path, config: TrainConfig, quiet: bool, timings: dict[str
     return result.dev
 
 
-def record_teacher_outputs(teacher_dir: Path, student: TrainConfig, task_name: str) -> Path:
-    """The teacher's outputs on the student's training rows, cached next to the teacher."""
-    task = get_task(task_name)
-    examples = training_rows(task, student)
-    model_dir = teacher_dir / MODEL_DIR
-    teacher_hash = sha256_file(model_dir / MODEL_FILE)
-    path = teacher_dir / f"outputs-{fingerprint(examples.fingerprint())}.safetensors"
-    try:
-        load_outputs_for(path, examples, teacher_hash)
-        return path
-    except BamError:
-        pass  # missing, stale or damaged: record again
-    model, tokenizer, meta = load_bam_model(model_dir)
-    device = next(model.parameters()).device
-    log.info("%s: recording outputs on %d %s rows (%s)", teacher_dir.name, len(examples), task.name, device)
-    max_length = meta["train_config"]["max_length"]
-    features = load_or_tokenize(examples, tokenizer, max_length)
-    pad_id = tokenizer.pad_token_id or 0
-    outputs = predict_outputs(model, features, task.head_name, pad_id, batch_size=TEACHER_BATCH)
-    save_teacher_outputs(
-        path,
-        outputs,
-        task=task.name,
-        split="train",
-        examples_fingerprint=examples.fingerprint(),
-        teacher_hash=teacher_hash,
-        tokenizer=tokenizer.name_or_path,
-        max_length=max_length,
-        kind=OUTPUT_KIND[task.kind],
-    )
-    return path
-
-
 def _scores(summary: dict[str, Any]) -> dict[str, float]:
     return {**summary["scores"], "avg": summary["bam_avg"]}
 
@@ -122,7 +84,8 @@ Stage = tuple[Path, TrainConfig]  # a stage's folder and the configuration that 
 
 
 def teacher_stages(config: RunConfig, root: Path, seed: int) -> dict[str, list[Stage]]:
-    """Per task name, its teachers' stages; member 0 is Single, the others serve ensembles."""
+    """Per task name, its teachers' stages; member 0 is Single, the others serve ensembles, then
+    come the fold teachers of each fold count some method uses (:func:`fold_members`)."""
     # A task may be given by alias or as a custom-task YAML path; folders and keys use its name.
     plan: dict[str, list[Stage]] = {}
     for task in config.tasks:
@@ -132,7 +95,32 @@ def teacher_stages(config: RunConfig, root: Path, seed: int) -> dict[str, list[S
             plan.setdefault(name, []).append(
                 (stage_dir(root, f"teacher-{name}-s{teacher.seed}", teacher), teacher)
             )
+        for folds in config.fold_counts():
+            for holdout in range(folds):
+                teacher = config.fold_teacher_config(task, seed, folds, holdout)
+                label = f"teacher-{name}-s{seed}-fold{holdout}of{folds}"
+                plan[name].append((stage_dir(root, label, teacher), teacher))
     return plan
+
+
+def fold_members(config: RunConfig, folds: int) -> slice:
+    """Where the ``folds`` fold teachers sit in a task's list of :func:`teacher_stages`."""
+    start = config.teachers_needed() + sum(k for k in config.fold_counts() if k < folds)
+    return slice(start, start + folds)
+
+
+def _outputs_read(
+    config: RunConfig, method: str, student: TrainConfig, task: str, folders: list[Path]
+) -> list[str]:
+    """The teacher-output files ``method``'s student reads for ``task`` (recorded first): its
+    teachers' own outputs (several: an ensemble), or one file of cross-fitted outputs."""
+    folds = config.teacher_folds(method)
+    if folds:
+        return [str(cross_fitted_outputs(folders[fold_members(config, folds)], student, task))]
+    return [
+        str(record_teacher_outputs(folder, student, task))
+        for folder in folders[: config.teacher_count(method)]
+    ]
 
 
 def student_stages(
@@ -150,10 +138,7 @@ def student_stages(
             student = config.student_config(method, tasks, seed)
             if student.lambda_schedule != "gold":
                 student.teacher_outputs = {
-                    names[task]: [
-                        str(record_teacher_outputs(folder, student, task))
-                        for folder in teachers[names[task]][: config.teacher_count(method)]
-                    ]
+                    names[task]: _outputs_read(config, method, student, task, teachers[names[task]])
                     for task in tasks
                 }
             group = "-".join(names.values()) if len(groups) > 1 else "all"

@@ -15,7 +15,7 @@ from transformers import AutoConfig
 from bam.config import TrainConfig
 from bam.data.batching import steps_per_epoch, task_shares
 from bam.data.load import is_hub
-from bam.data.prepare import training_examples
+from bam.data.prepare import training_rows
 from bam.errors import BamError
 from bam.model import resolve_encoder_path
 from bam.pipeline import cpu_threads_per_job
@@ -53,13 +53,15 @@ def _task_plan(task_name: str, config: TrainConfig) -> TaskPlan:
     try:
         if is_hub(config.data_dir) and task.root is None:
             raise BamError("a dry run does not download")  # planned from the official counts
-        examples = training_examples(task, config.data_dir, cap, task.name in config.both_orders)
+        examples = training_rows(task, config)
     except BamError:
         rows = task.expected_rows.get("train")
         if rows is None:
             raise
-        rows = min(rows, cap or rows) * doubled
-        return TaskPlan(task.name, rows, FALLBACK_TOKENS, "expected")
+        rows = min(rows, cap or rows)
+        if config.cv_folds:  # a fold teacher: fold cv_holdout (dealt round-robin) left out
+            rows -= rows // config.cv_folds + (config.cv_holdout < rows % config.cv_folds)
+        return TaskPlan(task.name, rows * doubled, FALLBACK_TOKENS, "expected")
     words = sum(len(t.split()) for column in examples.texts for t in column[:2000])
     sample = min(len(examples), 2000)
     tokens = min(config.max_length, 1.3 * words / max(sample, 1) + 1 + len(examples.texts))
@@ -104,9 +106,11 @@ def describe_plan(config: RunConfig, jobs: int = 1) -> str:
     seed = config.seeds[0]
     teacher = config.teacher_config(config.tasks[0], seed)
     params, size_source = non_embedding_parameters(teacher)
+    folds = config.fold_counts()
     lines = [
         f"plan: {len(config.tasks)} tasks × {len(config.seeds)} seed(s), "
-        f"{config.teachers_needed()} teacher(s) per task; model {teacher.model} "
+        f"{config.teachers_needed()} teacher(s) per task"
+        f"{''.join(f' + {k} fold teachers' for k in folds)}; model {teacher.model} "
         f"({params / 1e6:,.0f}M non-embedding parameters, {size_source})",
         "",
         "tasks (training rows as the students see them):",
@@ -128,6 +132,13 @@ def describe_plan(config: RunConfig, jobs: int = 1) -> str:
             line, flops = _stage_line(f"teacher {name} s{cfg.seed}", cfg, [_task_plan(name, cfg)], params)
             lines.append(line)
             total += flops
+        for k in folds:
+            for holdout in range(k):
+                cfg = config.fold_teacher_config(name, seed, k, holdout)
+                label = f"teacher {name} s{seed} fold {holdout}/{k}"
+                line, flops = _stage_line(label, cfg, [_task_plan(name, cfg)], params)
+                lines.append(line)
+                total += flops
     student_stages = 0
     for method in config.methods:
         if method == "single":
@@ -144,7 +155,12 @@ def describe_plan(config: RunConfig, jobs: int = 1) -> str:
         f"estimated training compute: ~{total * len(config.seeds) / 1e15:,.1f} PFLOP for all seeds "
         "(6 × non-embedding parameters × tokens; padding, attention and evaluation not counted)",
         f"methods compared: {', '.join(config.methods)}",
-        _order_line(len(config.tasks) * config.teachers_needed(), student_stages, len(config.seeds), jobs),
+        _order_line(
+            len(config.tasks) * (config.teachers_needed() + sum(folds)),
+            student_stages,
+            len(config.seeds),
+            jobs,
+        ),
     ]
     return "\n".join(lines)
 

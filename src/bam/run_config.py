@@ -3,21 +3,24 @@
 Every stage is a :class:`~bam.config.TrainConfig` built from layers: the defaults, then ``train``
 (shared by all stages), then ``teacher`` or ``student``, then a method's own overrides. Methods
 are data: ``single`` is the teachers themselves; any other entry is a student configuration, so
-an ablation is one line (``methods.bam_const: {lambda_schedule: constant}``). Two method keys
-are not training settings: ``per_task`` (one student per task: Single→Single born-again) and
+an ablation is one line (``methods.bam_const: {lambda_schedule: constant}``). Three method keys
+are not training settings: ``per_task`` (one student per task: Single→Single born-again),
 ``teachers`` (how many teachers per task, of seeds seed, seed+1000, ..., the student distils from
-the average of; ``teachers_per_task`` otherwise).
+the average of; ``teachers_per_task`` otherwise) and ``teacher_folds`` (k: cross-fitted teacher
+outputs; k extra teachers per task, teacher i trained without fold i of the training rows, and
+the student reads, for each row, the outputs of the teacher that held it out).
 """
 
 from __future__ import annotations
 
 import importlib.resources
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bam.config import TrainConfig, build_dataclass, deep_merge, parse_overrides, read_yaml
 from bam.errors import BamError
+from bam.tasks import get_task
 
 TEACHER_DEFAULTS: dict[str, Any] = {"learning_rate": 5e-5, "batch_size": 32, "epochs": 3.0}
 STUDENT_DEFAULTS: dict[str, Any] = {"learning_rate": 1e-4, "batch_size": 128, "epochs": 6.0}
@@ -28,7 +31,9 @@ DEFAULT_METHODS: dict[str, dict[str, Any]] = {
 }
 PER_TASK_KEY = "per_task"  # a method key: one student per task (Single→Single born-again)
 TEACHERS_KEY = "teachers"  # a method key: an ensemble of this many teachers per task
-METHOD_KEYS = (PER_TASK_KEY, TEACHERS_KEY)
+FOLDS_KEY = "teacher_folds"  # a method key: out-of-fold outputs of this many fold teachers per task
+METHOD_KEYS = (PER_TASK_KEY, TEACHERS_KEY, FOLDS_KEY)
+CROSS_FIT_FIELDS = ("cv_folds", "cv_holdout")  # set by bam run per fold teacher, never by hand
 
 
 @dataclass
@@ -46,6 +51,10 @@ class RunConfig:
         values = deep_merge(deep_merge(TEACHER_DEFAULTS, self.train), self.teacher)
         return build_dataclass(TrainConfig, {**values, "tasks": [task], "seed": seed}, "teacher")
 
+    def fold_teacher_config(self, task: str, seed: int, folds: int, holdout: int) -> TrainConfig:
+        """The teacher of ``task`` trained without fold ``holdout`` of ``folds`` of its rows."""
+        return replace(self.teacher_config(task, seed), cv_folds=folds, cv_holdout=holdout)
+
     def student_config(self, method: str, tasks: list[str], seed: int) -> TrainConfig:
         overrides = {k: v for k, v in self.methods[method].items() if k not in METHOD_KEYS}
         values = deep_merge(deep_merge(deep_merge(STUDENT_DEFAULTS, self.train), self.student), overrides)
@@ -61,6 +70,14 @@ class RunConfig:
     def teachers_needed(self) -> int:
         """Teachers to train per task and seed: member 0 is Single; the rest serve ensembles."""
         return max([1] + [self.teacher_count(m) for m in self.methods if m != "single"])
+
+    def teacher_folds(self, method: str) -> int:
+        """Folds of ``method``'s cross-fitted teacher outputs; 0: its teachers' own outputs."""
+        return int(self.methods[method].get(FOLDS_KEY, 0))
+
+    def fold_counts(self) -> list[int]:
+        """Every fold count some method uses: each needs its own k fold teachers per task and seed."""
+        return sorted({self.teacher_folds(m) for m in self.methods if m != "single"} - {0})
 
     def validate(self) -> None:
         """Build every stage's config once, so a typo fails before hours of training."""
@@ -82,8 +99,37 @@ class RunConfig:
             count = overrides.get(TEACHERS_KEY, 1)
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
                 raise BamError(f"methods.{method}.{TEACHERS_KEY} must be a whole number, at least 1")
-            self.student_config(method, self.tasks, self.seeds[0])
+            student = self.student_config(method, self.tasks, self.seeds[0])
+            if FOLDS_KEY in overrides:
+                self._check_folds(method, overrides[FOLDS_KEY], student)
+        sections = {"train": self.train, "teacher": self.teacher, "student": self.student}
+        sections.update({f"methods.{method}": values for method, values in self.methods.items()})
+        for section, values in sections.items():
+            for key in CROSS_FIT_FIELDS:
+                if key in values:
+                    raise BamError(f"{section}.{key}: bam run sets it for its fold teachers; use {FOLDS_KEY}")
         self.teacher_config(self.tasks[0], self.seeds[0])
+
+    def _check_folds(self, method: str, folds: Any, student: TrainConfig) -> None:
+        """Cross-fitting needs one teacher per task, a student that reads it, and the same rows."""
+        where = f"methods.{method}.{FOLDS_KEY}"
+        if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+            raise BamError(f"{where} must be a whole number, at least 2, got {folds!r}")
+        if self.teacher_count(method) > 1:
+            raise BamError(f"{where}: not with an ensemble of {self.teacher_count(method)} teachers per task")
+        if student.lambda_schedule == "gold":
+            raise BamError(f"{where}: a lambda_schedule: gold student reads no teacher outputs")
+        teacher = self.teacher_config(self.tasks[0], self.seeds[0])
+        for task in self.tasks:
+            name = get_task(task).name
+            if (student.data_dir, student.train_cap.get(name)) != (
+                teacher.data_dir,
+                teacher.train_cap.get(name),
+            ):
+                raise BamError(
+                    f"{where}: the student and the teachers must train on the same {name} rows "
+                    "(data_dir and train_cap), or a fold teacher may have seen the rows it labels"
+                )
 
 
 def preset_path(name: str) -> Path:

@@ -1,7 +1,8 @@
 """The training rows a stage sees: the train split, optionally capped and with swapped pairs.
 
-Teachers, the students and teacher-output recording all call :func:`training_examples` with the
-same settings, so the rows (and their fingerprint) agree everywhere.
+Teachers, the students and teacher-output recording all call :func:`training_rows` with the
+same settings, so the rows (and their fingerprint) agree everywhere. A cross-fitting teacher
+(``cv_folds``) sees the same rows less one fold of :func:`training_folds`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from bam.errors import BamError
 from bam.tasks.spec import TaskSpec
 
 CAP_SEED = 20190520  # fixed: the capped subset is part of the data, the same for every run seed
+FOLD_SEED = 20190521  # fixed: cross-fitting folds too, so every run seed holds out the same rows
 
 
 def capped(examples: Examples, cap: int | None) -> Examples:
@@ -55,8 +57,39 @@ def training_examples(
     return with_both_orders(examples) if both_orders else examples
 
 
+def fold_assignment(rows: int, folds: int) -> np.ndarray:
+    """Fold of each of ``rows`` rows: a fixed permutation dealt round-robin, so sizes differ by ≤ 1."""
+    order = np.random.default_rng(FOLD_SEED).permutation(rows)
+    assignment = np.empty(rows, dtype=np.int64)
+    assignment[order] = np.arange(rows) % folds
+    return assignment
+
+
+def _rows_and_folds(task: TaskSpec, config: TrainConfig, folds: int) -> tuple[Examples, np.ndarray]:
+    """Every training row ``config`` selects (no fold held out), and each row's fold (0 folds: one).
+
+    Folds are dealt after the cap and before the swapped copies, which share their pair's fold: a
+    teacher that never saw (a, b) never saw (b, a) either."""
+    examples = training_examples(task, config.data_dir, config.train_cap.get(task.name))
+    assignment = fold_assignment(len(examples), max(folds, 1))
+    if task.name in config.both_orders:
+        examples = with_both_orders(examples)
+        assignment = np.concatenate([assignment, assignment])
+    return examples, assignment
+
+
+def training_folds(task: TaskSpec, config: TrainConfig, folds: int) -> np.ndarray:
+    """The fold (0 .. ``folds`` - 1) of each of ``task``'s training rows under ``config``, in the
+    order of :func:`training_rows` with no fold held out (``cv_folds`` 0)."""
+    if folds < 2:
+        raise BamError(f"cross-fitting needs at least 2 folds, got {folds}")
+    return _rows_and_folds(task, config, folds)[1]
+
+
 def training_rows(task: TaskSpec, config: TrainConfig) -> Examples:
-    """``task``'s training rows as a stage's ``config`` selects them (cap, both orders)."""
-    return training_examples(
-        task, config.data_dir, config.train_cap.get(task.name), task.name in config.both_orders
-    )
+    """``task``'s training rows as a stage's ``config`` selects them (cap, both orders), less fold
+    ``cv_holdout`` of ``cv_folds`` for a cross-fitting teacher."""
+    examples, assignment = _rows_and_folds(task, config, config.cv_folds)
+    if not config.cv_folds:
+        return examples
+    return examples.subset(np.flatnonzero(assignment != config.cv_holdout))
