@@ -113,3 +113,14 @@ def test_dry_run_tells_how_jobs_schedule_the_stages(capsys) -> None:
     )
     assert main(["run", "--preset", "glue5-cpu", "--dry-run", "--jobs", "0"]) == 2
     assert "--jobs must be at least 1" in capsys.readouterr().err
+
+
+def test_overrides_may_sit_on_both_sides_of_an_option(capsys) -> None:
+    argv = ["run", "--preset", "glue5-cpu", "methods.bam_t2=null", "--dry-run", "seeds=[1,2]", "seeds=[4]"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "methods compared: single, multi, bam\n" in out
+    assert "teacher cola s4" in out and "teacher cola s1" not in out  # the later override wins
+    with pytest.raises(SystemExit):
+        main(["run", "--preset", "glue5-cpu", "--dry-run", "--bogus"])
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err

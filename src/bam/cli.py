@@ -228,7 +228,13 @@ def _extra_commands() -> list[Callable]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Overrides may sit on both sides of an option (`bam run a=1 --dry-run b=2`); argparse only
+    # takes one run of positionals, so the rest come back unknown and are appended in order.
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and hasattr(args, "overrides") and all("=" in u and not u.startswith("-") for u in unknown):
+        args.overrides += unknown
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     _setup_logging(args)
     try:
         args.func(args)
