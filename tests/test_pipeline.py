@@ -108,9 +108,8 @@ def test_dry_run_tells_how_jobs_schedule_the_stages(capsys) -> None:
         in capsys.readouterr().out
     )
     assert main(["run", "--preset", "glue5-cpu", "--dry-run", "--jobs", "3", "seeds=[1,2]"]) == 0
-    assert (
-        "all 10 teacher stages 3 at a time, then all 6 student stages 3 at a time" in capsys.readouterr().out
-    )
+    out = capsys.readouterr().out
+    assert "all 10 teacher stages 3 at a time (" in out and "then all 6 student stages 3 at a time (" in out
     assert main(["run", "--preset", "glue5-cpu", "--dry-run", "--jobs", "0"]) == 2
     assert "--jobs must be at least 1" in capsys.readouterr().err
 
@@ -124,3 +123,14 @@ def test_overrides_may_sit_on_both_sides_of_an_option(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["run", "--preset", "glue5-cpu", "--dry-run", "--bogus"])
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_a_lone_stage_of_a_jobs_phase_gets_the_idle_cores(monkeypatch, capsys) -> None:
+    monkeypatch.setattr("bam.pipeline.os.cpu_count", lambda: 4)
+    monkeypatch.setattr("bam.pipeline.torch.cuda.is_available", lambda: False)
+    argv = ["run", "--preset", "glue5-cpu", "--dry-run", "--jobs", "2", "seeds=[1]"]
+    assert main([*argv, "methods.multi=null", "methods.bam_t2=null"]) == 0
+    assert (
+        "all 5 teacher stages 2 at a time (2 thread(s) each on CPU), "
+        "then all 1 student stages 1 at a time (4 thread(s) each on CPU)" in capsys.readouterr().out
+    )

@@ -179,23 +179,28 @@ def run_seed(
     return {"methods": methods, "stages": stages_run}
 
 
-def _train_stage(stage: Stage) -> tuple[str, float]:
-    """One stage in a worker process (``bam run --jobs``): its name and wall time."""
-    folder, config = stage
+def _train_stage(job: tuple[Path, TrainConfig, int]) -> tuple[str, float]:
+    """One stage in a worker process (``bam run --jobs``) on ``threads`` CPU threads: its name and
+    wall time."""
+    folder, config, threads = job
+    torch.set_num_threads(threads)
     return folder.name, train(config, folder, quiet=True).seconds
 
 
-def _worker_threads(threads: int) -> None:
-    torch.set_num_threads(threads)
+def phase_threads(jobs: int, stages: int) -> int:
+    """CPU threads per process when ``stages`` stages share ``jobs`` processes: fewer stages than
+    processes (a lone student) get the idle cores too. One on a GPU, which they share."""
+    return 1 if torch.cuda.is_available() else cpu_threads_per_job(min(jobs, max(stages, 1)))
 
 
-def _train_together(stages: list[Stage], pool: Pool, quiet: bool, timings: dict[str, Any]) -> None:
+def _train_together(stages: list[Stage], pool: Pool, jobs: int, quiet: bool, timings: dict[str, Any]) -> None:
     """Train the unfinished ``stages`` on the pool's processes, reporting each as it ends."""
     todo = [(folder, stage) for folder, stage in stages if finished_run(folder) is None]
     for folder, _ in todo:
         if not quiet:
             log.info("stage %s: queued", folder.name)
-    for name, seconds in pool.imap_unordered(_train_stage, todo):
+    threads = phase_threads(jobs, len(todo))
+    for name, seconds in pool.imap_unordered(_train_stage, [(f, c, threads) for f, c in todo]):
         timings["trained"].append(name)
         if not quiet:
             log.info("stage %s: trained in %.0f s", name, seconds)
@@ -213,17 +218,17 @@ def train_stages_in_parallel(
 
     Stages are the same as a one-process run's (same folders, same keys), so the collecting pass
     that follows finds them all trained. A small encoder leaves a big GPU mostly idle: several
-    processes sharing it train faster together. On CPU each process gets cores / N threads. A
+    processes sharing it train faster together. On CPU each process gets cores / N threads (cores /
+    stages when fewer stages than N are left to train). A
     fresh process per stage (no state carried over); a failure or Ctrl-C stops the other stages,
     which resume from their checkpoints on the next run.
     """
-    threads = 1 if torch.cuda.is_available() else cpu_threads_per_job(jobs)
     context = multiprocessing.get_context("spawn")  # no forked CUDA or OpenMP state
-    pool = context.Pool(jobs, initializer=_worker_threads, initargs=(threads,), maxtasksperchild=1)
+    pool = context.Pool(jobs, maxtasksperchild=1)
     try:
         teachers = {seed: teacher_stages(config, root, seed) for seed in config.seeds}
         _train_together(
-            [s for plan in teachers.values() for ss in plan.values() for s in ss], pool, quiet, timings
+            [s for plan in teachers.values() for ss in plan.values() for s in ss], pool, jobs, quiet, timings
         )
         students = [
             stage
@@ -231,7 +236,7 @@ def train_stages_in_parallel(
             for stages in student_stages(config, root, seed, _folders(plan)).values()
             for stage in stages
         ]
-        _train_together(students, pool, quiet, timings)
+        _train_together(students, pool, jobs, quiet, timings)
         pool.close()
     except BaseException:
         pool.terminate()

@@ -18,7 +18,7 @@ from bam.data.load import is_hub
 from bam.data.prepare import training_rows
 from bam.errors import BamError
 from bam.model import resolve_encoder_path
-from bam.pipeline import cpu_threads_per_job
+from bam.pipeline import phase_threads
 from bam.run_config import RunConfig
 from bam.tasks import get_task
 
@@ -172,9 +172,14 @@ def _order_line(teachers: int, students: int, seeds: int, jobs: int) -> str:
             f"order: one stage at a time, seed by seed, teachers first ({teachers + students} stages "
             "per seed); --jobs N trains N at once"
         )
-    threads = cpu_threads_per_job(jobs)
+
+    def phase(count: int, what: str) -> str:
+        return (
+            f"all {count} {what} stages {min(jobs, count)} at a time "
+            f"({phase_threads(jobs, count)} thread(s) each on CPU)"
+        )
+
     return (
-        f"order (--jobs {jobs}): all {teachers * seeds} teacher stages {jobs} at a time, then all "
-        f"{students * seeds} student stages {jobs} at a time ({threads} thread(s) each on CPU; "
-        "one GPU is shared)"
+        f"order (--jobs {jobs}): {phase(teachers * seeds, 'teacher')}, then "
+        f"{phase(students * seeds, 'student')}; one GPU is shared"
     )
