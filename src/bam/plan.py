@@ -10,12 +10,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 from transformers import AutoConfig
 
 from bam.config import TrainConfig
 from bam.data.batching import steps_per_epoch, task_shares
 from bam.data.load import is_hub
-from bam.data.prepare import training_rows
+from bam.data.prepare import fold_assignment, training_rows
 from bam.errors import BamError
 from bam.model import resolve_encoder_path
 from bam.pipeline import phase_threads
@@ -59,8 +60,8 @@ def _task_plan(task_name: str, config: TrainConfig) -> TaskPlan:
         if rows is None:
             raise
         rows = min(rows, cap or rows)
-        if config.cv_folds:  # a fold teacher: fold cv_holdout (dealt round-robin) left out
-            rows -= rows // config.cv_folds + (config.cv_holdout < rows % config.cv_folds)
+        if config.cv_folds:  # a fold teacher: fold cv_holdout left out
+            rows = int(np.count_nonzero(fold_assignment(rows, config.cv_folds) != config.cv_holdout))
         return TaskPlan(task.name, rows * doubled, FALLBACK_TOKENS, "expected")
     words = sum(len(t.split()) for column in examples.texts for t in column[:2000])
     sample = min(len(examples), 2000)
