@@ -136,6 +136,26 @@ def test_fold_teachers_are_planned_for_every_fold_count(tmp_path: Path, capsys) 
     assert "all 6 teacher stages 2 at a time (" in plan and "then all 3 student stages 2 at a time (" in plan
 
 
+@pytest.mark.parametrize(
+    ("overrides", "needed"),
+    [
+        ([], 1),  # Single and BAM: one teacher each task
+        (["methods.single=null"], 1),  # BAM still distils from it
+        (["methods.single=null", "methods.bam=null"], 0),  # Multi reads no teacher
+        (["methods.single=null", "methods.bam=null", OOF], 0),  # only fold teachers
+    ],
+)
+def test_only_the_teachers_some_method_reads_are_trained(
+    overrides: list[str], needed: int, tmp_path: Path
+) -> None:
+    config = load_run_config("smoke", None, overrides)
+    assert config.teachers_needed() == needed
+    folds = 2 if OOF in overrides else 0
+    stages = teacher_stages(config, tmp_path, 13).get("rte", [])
+    names = [folder.name.rsplit("-", 1)[0] for folder, _ in stages]
+    assert names == ["teacher-rte-s13"] * needed + [f"teacher-rte-s13-fold{i}of2" for i in range(folds)]
+
+
 @pytest.mark.slow
 def test_smoke_run_distils_from_out_of_fold_outputs(tmp_path: Path) -> None:
     out = tmp_path / "oof"

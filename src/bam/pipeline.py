@@ -99,7 +99,7 @@ def teacher_stages(config: RunConfig, root: Path, seed: int) -> dict[str, list[S
             for holdout in range(folds):
                 teacher = config.fold_teacher_config(task, seed, folds, holdout)
                 label = f"teacher-{name}-s{seed}-fold{holdout}of{folds}"
-                plan[name].append((stage_dir(root, label, teacher), teacher))
+                plan.setdefault(name, []).append((stage_dir(root, label, teacher), teacher))
     return plan
 
 
@@ -161,7 +161,7 @@ def run_seed(
     for stages in teachers.values():
         for member, (folder, teacher) in enumerate(stages):
             summary = _run_stage(folder, teacher, quiet, timings)
-            if member == 0:
+            if member == 0 and "single" in config.methods:
                 single.update(summary["scores"])
     teacher_folders = _folders(teachers)
     students = student_stages(config, root, seed, teacher_folders)

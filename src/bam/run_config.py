@@ -67,9 +67,18 @@ class RunConfig:
         """Teachers per task that ``method`` distils from (their outputs averaged)."""
         return int(self.methods[method].get(TEACHERS_KEY, self.teachers_per_task))
 
+    def distils_own_teachers(self, method: str) -> bool:
+        """Whether ``method``'s student reads its teachers' own outputs (not gold, not cross-fitted)."""
+        if method == "single" or self.teacher_folds(method):
+            return False
+        return self.student_config(method, self.tasks, self.seeds[0]).lambda_schedule != "gold"
+
     def teachers_needed(self) -> int:
-        """Teachers to train per task and seed: member 0 is Single; the rest serve ensembles."""
-        return max([1] + [self.teacher_count(m) for m in self.methods if m != "single"])
+        """Teachers to train per task and seed: member 0 is Single; the rest serve ensembles. None
+        when no method reads them (gold or cross-fitted students only, Single dropped)."""
+        counts = [1] if "single" in self.methods else []
+        counts += [self.teacher_count(m) for m in self.methods if self.distils_own_teachers(m)]
+        return max(counts, default=0)
 
     def teacher_folds(self, method: str) -> int:
         """Folds of ``method``'s cross-fitted teacher outputs; 0: its teachers' own outputs."""
