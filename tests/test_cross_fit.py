@@ -109,11 +109,13 @@ def test_cross_fit_fields_are_not_set_by_hand_in_a_run() -> None:
             load_run_config("smoke", None, [f"{section}.cv_folds=2"])
 
 
-def test_stage_keys_without_folds_are_the_keys_from_before_folds() -> None:
+def test_stage_keys_without_later_settings_are_the_keys_from_before_them() -> None:
     config = load_run_config("smoke", None, [])
     teacher = config.teacher_config("rte", 13)
-    # The fields that existed before cross-fitting, and nothing else, describe a stage without folds.
-    before = [f.name for f in dataclasses.fields(TrainConfig) if not f.name.startswith("cv_")]
+    # The fields that existed before cross-fitting and the annealing horizon, and nothing else,
+    # describe a stage that uses neither.
+    later = {"cv_folds", "cv_holdout", "lambda_horizon"}
+    before = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in later]
     assert sorted(config_to_dict(teacher)) == sorted(before)
     # Pinned: the smoke preset's rte teacher key as computed by bam before cross-fitting existed
     # (stages cached under the old keys must be found again). It moves only when the data, the
@@ -122,6 +124,8 @@ def test_stage_keys_without_folds_are_the_keys_from_before_folds() -> None:
     keys = {run_key(config.fold_teacher_config("rte", 13, 2, i)) for i in range(2)}
     keys |= {run_key(config.fold_teacher_config("rte", 13, 3, 0)), run_key(teacher)}
     assert len(keys) == 4  # every fold teacher a stage of its own
+    assert run_key(dataclasses.replace(teacher, lambda_horizon=1.0)) == run_key(teacher)
+    assert run_key(dataclasses.replace(teacher, lambda_horizon=0.5)) != run_key(teacher)
 
 
 def test_fold_teachers_are_planned_for_every_fold_count(tmp_path: Path, capsys) -> None:

@@ -51,3 +51,23 @@ def test_unknown_schedule_lists_valid_names() -> None:
     for name in LAMBDA_SCHEDULES:
         assert name in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_horizon_ends_the_schedule_early_with_gold_labels() -> None:
+    assert [lambda_at("linear", s, 100, horizon=0.5) for s in (0, 25, 49, 50, 99)] == pytest.approx(
+        [0.0, 0.5, 0.98, 1.0, 1.0]
+    )
+    assert [lambda_at("constant", s, 100, constant=0.3, horizon=0.8) for s in (0, 79, 80)] == [0.3, 0.3, 1.0]
+    assert [lambda_at("teacher", s, 10, horizon=0.5) for s in (4, 5)] == [0.0, 1.0]
+
+
+def test_full_horizon_is_the_schedule_itself() -> None:
+    for schedule in LAMBDA_SCHEDULES:
+        for step in range(0, 38):
+            assert lambda_at(schedule, step, 37, horizon=1.0) == lambda_at(schedule, step, 37)
+
+
+@pytest.mark.parametrize("horizon", [0.0, -0.5, 1.5])
+def test_horizon_out_of_range_refused(horizon: float) -> None:
+    with pytest.raises(BamError, match=r"horizon must be in \(0, 1\]"):
+        lambda_at("linear", 0, 10, horizon=horizon)

@@ -36,12 +36,14 @@ def _teacher_file(tmp_path, task_name: str, cap: int, rows_from: str | None = No
     return path
 
 
-def test_tensorboard_logs_losses_lambda_lr_and_dev(tmp_path, tiny_train_values) -> None:
+@pytest.mark.parametrize("horizon", [1.0, 0.5])
+def test_tensorboard_logs_losses_lambda_lr_and_dev(tmp_path, tiny_train_values, horizon: float) -> None:
     teacher = _teacher_file(tmp_path, "rte", 32)
     stsb_teacher = _teacher_file(tmp_path, "stsb", 32)
     config = _config(
         tiny_train_values, tasks=["rte", "stsb"], train_cap={"rte": 32, "stsb": 32}, log_with=["tensorboard"],
         lambda_schedule="linear", teacher_outputs={"rte": [str(teacher)], "stsb": [str(stsb_teacher)]},
+        lambda_horizon=horizon,
     )  # fmt: skip
     result = train(config, tmp_path / "run", quiet=True)
     events = EventAccumulator(str(next((tmp_path / "run" / "logs").rglob("events.out.tfevents.*")).parent))
@@ -50,7 +52,9 @@ def test_tensorboard_logs_losses_lambda_lr_and_dev(tmp_path, tiny_train_values) 
     assert {"loss", "lambda", "lr", "loss/rte", "loss/stsb", "dev/rte", "dev/stsb", "dev/bam_avg"} <= tags
     lambdas = [e.value for e in events.Scalars("lambda")]
     total = len(lambdas)
-    assert lambdas == pytest.approx([step / total for step in range(total)])  # linear from 0
+    annealed = round(horizon * total)  # linear from 0 to 1 over these steps, then gold labels only
+    assert annealed < total or horizon == 1.0
+    assert lambdas == pytest.approx([min(step / annealed, 1.0) for step in range(total)])
     assert result.dev["scores"].keys() == {"rte", "stsb"}
     done = json.loads((tmp_path / "run" / "train_done.json").read_text())
     assert done["total_steps"] == total and (tmp_path / "run" / "model" / "model.safetensors").is_file()

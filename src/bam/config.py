@@ -25,6 +25,7 @@ from bam.errors import BamError
 # its default they are left out of :func:`config_to_dict`, and so out of every stage key and
 # ``train_config.json``: the stages trained before they existed keep their folders.
 CROSS_FIT = {"keyed_when_set": "cv_folds"}
+ANNEALING_HORIZON = {"keyed_when_set": "lambda_horizon"}
 
 
 @dataclass
@@ -53,6 +54,8 @@ class TrainConfig:
     sampling_alpha: float = 0.75  # task drawn with probability ∝ |D|^alpha
     lambda_schedule: str = "gold"  # linear | constant | gold | teacher
     lambda_constant: float = 0.5
+    # The fraction of the steps λ's schedule runs over; gold labels alone after it. 1: all steps.
+    lambda_horizon: float = field(default=1.0, metadata=ANNEALING_HORIZON)
     temperature: float = 1.0
     teacher_outputs: dict[str, list[str]] = field(default_factory=dict)  # task -> files (ensemble)
     eval_every: int = 0  # steps between dev evaluations; 0: at each epoch end
@@ -92,6 +95,7 @@ def _check_ranges(config: TrainConfig) -> None:
         "sampling_alpha": (config.sampling_alpha >= 0 and finite(config.sampling_alpha), "0 or more"),
         "lambda_schedule": (config.lambda_schedule in LAMBDA_SCHEDULES, f"one of {schedules}"),
         "lambda_constant": (0 <= config.lambda_constant <= 1, "in [0, 1]"),
+        "lambda_horizon": (0 < config.lambda_horizon <= 1, "in (0, 1]"),
         "pooling": (config.pooling in ("auto", "cls", "mean"), "one of auto, cls, mean"),
         "temperature": (config.temperature > 0 and finite(config.temperature), "a positive number"),
         "eval_every": (config.eval_every >= 0, "0 or more"),

@@ -28,10 +28,14 @@ LAMBDA_SCHEDULES: dict[str, LambdaFn] = {
 }
 
 
-def lambda_at(schedule: str, step: int, total_steps: int, constant: float = 0.5) -> float:
+def lambda_at(
+    schedule: str, step: int, total_steps: int, constant: float = 0.5, horizon: float = 1.0
+) -> float:
     """λ (weight on the gold label, in [0, 1]) at ``step`` of ``total_steps`` under ``schedule``.
 
-    ``constant`` is only read by the ``constant`` schedule, where λ equals it.
+    ``constant`` is only read by the ``constant`` schedule, where λ equals it. ``horizon`` (in
+    (0, 1]) is the fraction of the steps the schedule runs over; after it the student trains on
+    gold labels alone (``linear`` with horizon 0.5: λ reaches 1 half-way). 1 is the paper's BAM.
     """
     fn = LAMBDA_SCHEDULES.get(schedule)
     if fn is None:
@@ -39,4 +43,11 @@ def lambda_at(schedule: str, step: int, total_steps: int, constant: float = 0.5)
         raise BamError(f"unknown teacher-annealing schedule {schedule!r} (valid: {valid})")
     if schedule == "constant" and not 0.0 <= constant <= 1.0:
         raise BamError(f"constant teacher-annealing λ must be in [0, 1], got {constant}")
+    if not 0.0 < horizon <= 1.0:
+        raise BamError(f"teacher-annealing horizon must be in (0, 1], got {horizon}")
+    if horizon < 1.0:
+        schedule_steps = round(horizon * total_steps)
+        if step >= schedule_steps:
+            return 1.0
+        total_steps = schedule_steps
     return min(1.0, max(0.0, float(fn(step, total_steps, constant))))

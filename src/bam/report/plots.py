@@ -86,9 +86,10 @@ def plot_lambda(methods_config: dict[str, dict[str, Any]], path: Path, steps: in
     for method, settings in students.items():
         schedule = settings.get("lambda_schedule", "gold")
         constant = settings.get("lambda_constant", 0.5)
+        horizon = settings.get("lambda_horizon", 1.0)
         ax.plot(
             [s / steps for s in range(steps + 1)],
-            [lambda_at(schedule, s, steps, constant) for s in range(steps + 1)],
+            [lambda_at(schedule, s, steps, constant, horizon) for s in range(steps + 1)],
             label=f"{method} ({schedule})",
         )
     ax.set_xlabel("fraction of training")

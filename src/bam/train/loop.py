@@ -276,7 +276,9 @@ def _train(
                 epoch,
             )
         batch = plan[index]
-        lam = lambda_at(config.lambda_schedule, step, total_steps, config.lambda_constant)
+        lam = lambda_at(
+            config.lambda_schedule, step, total_steps, config.lambda_constant, config.lambda_horizon
+        )
         mine = slice(rank, None, world)
         loss_sum, per_task = _batch_loss(
             model, data, batch.task_ids[mine], batch.rows[mine], lam, config, pad_id, accelerator.device
