@@ -49,6 +49,13 @@ def test_folds_are_balanced_and_fixed(rows: int, folds: int) -> None:
     assert np.array_equal(assignment, fold_assignment(rows, folds))
 
 
+def test_more_folds_than_rows_is_refused_by_task() -> None:
+    task = get_task("mrpc")
+    with pytest.raises(BamError, match=r"^mrpc: 5 folds \(teacher_folds\) but only 4 training rows$"):
+        training_rows(task, _config(train_cap={"mrpc": 4}, cv_folds=5, cv_holdout=1))
+    assert len(training_rows(task, _config(train_cap={"mrpc": 5}, cv_folds=5, cv_holdout=1))) == 4
+
+
 def test_fold_teachers_hold_out_their_fold_in_both_orders() -> None:
     task = get_task("mrpc")
     full = _config(train_cap={"mrpc": 60}, both_orders=["mrpc"], seed=1)

@@ -71,6 +71,8 @@ def _rows_and_folds(task: TaskSpec, config: TrainConfig, folds: int) -> tuple[Ex
     Folds are dealt after the cap and before the swapped copies, which share their pair's fold: a
     teacher that never saw (a, b) never saw (b, a) either."""
     examples = training_examples(task, config.data_dir, config.train_cap.get(task.name))
+    if folds > len(examples):  # an empty fold: a teacher that labels nothing
+        raise BamError(f"{task.name}: {folds} folds (teacher_folds) but only {len(examples)} training rows")
     assignment = fold_assignment(len(examples), max(folds, 1))
     if task.name in config.both_orders:
         examples = with_both_orders(examples)
