@@ -119,7 +119,10 @@ def test_overrides_may_sit_on_both_sides_of_an_option(capsys) -> None:
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "methods compared: single, multi, bam\n" in out
+    assert "λ linear   checkpoints" in out  # BAM anneals over every step
     assert "teacher cola s4" in out and "teacher cola s1" not in out  # the later override wins
+    assert main([*argv, "methods.bam.lambda_horizon=0.75"]) == 0
+    assert "λ linear to 75% checkpoints" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["run", "--preset", "glue5-cpu", "--dry-run", "--bogus"])
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err

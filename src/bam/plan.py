@@ -95,9 +95,12 @@ def _stage_line(label: str, config: TrainConfig, plans: list[TaskPlan], params: 
     tokens = config.epochs * sum(p.rows * p.tokens_per_row for p in plans)
     flops = 6 * params * tokens
     checkpoints = steps // config.checkpoint_every if config.checkpoint_every else 0
+    schedule = config.lambda_schedule
+    if config.lambda_horizon < 1:  # the schedule ends early: gold labels alone after it
+        schedule += f" to {config.lambda_horizon:.0%}"
     return (
         f"  {label:<28} rows {sum(rows):>8,}  steps {steps:>7,}  batch {config.batch_size:>4}  "
-        f"lr {config.learning_rate:.0e}  λ {config.lambda_schedule:<8} checkpoints {checkpoints:>4}  "
+        f"lr {config.learning_rate:.0e}  λ {schedule:<8} checkpoints {checkpoints:>4}  "
         f"~{flops / 1e15:,.2f} PFLOP",
         flops,
     )
