@@ -40,15 +40,23 @@ def test_alpha_zero_is_uniform_and_one_is_proportional() -> None:
     assert task_shares(sizes, 1.0) == pytest.approx({"a": 0.25, "b": 0.75})
 
 
-def test_epoch_plan_draws_tasks_by_share() -> None:
+@pytest.mark.parametrize("boosts", [None, [1.0, 3.0, 1.0]])
+def test_epoch_plan_draws_tasks_by_share(boosts: list[float] | None) -> None:
     sizes = [4000, 1000, 250]
     lengths = [np.full(n, 10) for n in sizes]
     counts = np.zeros(3)
     for epoch in range(5):
-        for batch in epoch_plan(lengths, 32, 0.75, seed=1, epoch=epoch):
+        for batch in epoch_plan(lengths, 32, 0.75, seed=1, epoch=epoch, boosts=boosts):
             counts += np.bincount(batch.task_ids, minlength=3)
-    expected = np.array(list(task_shares(dict(enumerate(sizes)), 0.75).values()))
+    by_index = dict(enumerate(boosts)) if boosts else None
+    expected = np.array(list(task_shares(dict(enumerate(sizes)), 0.75, by_index).values()))
     assert np.allclose(counts / counts.sum(), expected, atol=0.01)
+
+
+def test_a_boost_multiplies_one_task_weight_before_normalising() -> None:
+    sizes = {"a": 10, "b": 30}
+    assert task_shares(sizes, 0.0, {"a": 3.0}) == pytest.approx({"a": 0.75, "b": 0.25})
+    assert task_shares(sizes, 1.0, {"b": 1.0}) == task_shares(sizes, 1.0)
 
 
 def test_single_task_epoch_sees_every_row_once_and_plan_repeats() -> None:

@@ -129,6 +129,19 @@ def test_unknown_task_key_type_and_config_file(tmp_path, capsys) -> None:
     _fails(capsys, _train(data, out, "learning_rate=.nan"), "learning_rate must be a positive", output=out)
     _fails(capsys, _train(data, out, "lambda_schedule=lineer"), "lambda_schedule must be one of", output=out)
     _fails(capsys, _train(data, out, "lambda_horizon=0"), "lambda_horizon must be in (0, 1]", output=out)
+    _fails(
+        capsys,
+        _train(data, out, "sampling_boost={rte: 0}"),
+        "sampling_boost.rte must be a positive",
+        output=out,
+    )
+    _fails(
+        capsys,
+        _train(data, out, "sampling_boost={cola: 2}"),
+        "sampling_boost.cola",
+        "not one of the tasks",
+        output=out,
+    )
     _fails(capsys, _train(data, out, "log_with=[tensorbord]"), "log_with", "tensorbord", output=out)
     config = tmp_path / "train.yaml"
     config.write_text("learning_rate: 1e-3\nbatch_sise: 3\n")

@@ -26,6 +26,7 @@ from bam.errors import BamError
 # ``train_config.json``: the stages trained before they existed keep their folders.
 CROSS_FIT = {"keyed_when_set": "cv_folds"}
 ANNEALING_HORIZON = {"keyed_when_set": "lambda_horizon"}
+SAMPLING_BOOSTS = {"keyed_when_set": "sampling_boost"}
 
 
 @dataclass
@@ -52,6 +53,8 @@ class TrainConfig:
     dropout: float = 0.1
     dropout_rng: str = "sfc64"  # CPU dropout masks: sfc64 (numpy, ~10% faster steps) | torch (bernoulli_)
     sampling_alpha: float = 0.75  # task drawn with probability ∝ |D|^alpha
+    # task -> w: that task is drawn ∝ w·|D|^alpha (1 for tasks not named), e.g. {cola: 2.0}
+    sampling_boost: dict[str, float] = field(default_factory=dict, metadata=SAMPLING_BOOSTS)
     lambda_schedule: str = "gold"  # linear | constant | gold | teacher
     lambda_constant: float = 0.5
     # The fraction of the steps λ's schedule runs over; gold labels alone after it. 1: all steps.
@@ -113,6 +116,9 @@ def _check_ranges(config: TrainConfig) -> None:
     for task, cap in config.train_cap.items():
         if cap < 1:
             raise BamError(f"train_cap.{task} must be at least 1, got {cap}")
+    for task, boost in config.sampling_boost.items():
+        if not (boost > 0 and finite(boost)):
+            raise BamError(f"sampling_boost.{task} must be a positive number, got {boost!r}")
 
 
 def _type_name(tp: Any) -> str:
@@ -259,7 +265,10 @@ def load_train_config(config_file: str | None, overrides: list[str], base: dict[
 def config_to_dict(config: Any) -> dict[str, Any]:
     """The config's values, less the fields whose ``keyed_when_set`` switch is off (at its default)."""
     values = dataclasses.asdict(config)
-    defaults = {spec.name: spec.default for spec in dataclasses.fields(config)}
+    defaults = {
+        spec.name: spec.default if spec.default_factory is dataclasses.MISSING else spec.default_factory()
+        for spec in dataclasses.fields(config)
+    }
     for spec in dataclasses.fields(config):
         switch = spec.metadata.get("keyed_when_set")
         if switch and getattr(config, switch) == defaults[switch]:

@@ -122,11 +122,14 @@ def describe_plan(config: RunConfig, jobs: int = 1) -> str:
     any_student = next((m for m in config.methods if m != "single"), None)
     student = config.student_config(any_student, config.tasks, seed) if any_student else teacher
     plans = {name: _task_plan(name, student) for name in config.tasks}
-    shares = task_shares({n: p.rows for n, p in plans.items()}, student.sampling_alpha)
+    shares = task_shares(
+        {n: p.rows for n, p in plans.items()}, student.sampling_alpha, student.sampling_boost
+    )
     for name, plan in plans.items():
         lines.append(
             f"  {name:<6} rows {plan.rows:>8,} ({plan.source})  ~{plan.tokens_per_row:.0f} tokens/row  "
-            f"sampling share {100 * shares[name]:5.1f}% (α={student.sampling_alpha})"
+            f"sampling share {100 * shares[name]:5.1f}% (α={student.sampling_alpha}"
+            + (f", ×{student.sampling_boost[name]:g})" if name in student.sampling_boost else ")")
         )
     lines += ["", "stages per seed:"]
     total = 0.0

@@ -17,9 +17,16 @@ import torch
 from bam.data.features import Features
 
 
-def task_shares(sizes: dict[str, int], alpha: float) -> dict[str, float]:
-    """Sampling probability of each task: |D_τ|^α normalised (α=0 uniform, α=1 proportional)."""
-    weights = {task: float(size) ** alpha for task, size in sizes.items()}
+def task_shares(
+    sizes: dict[str, int], alpha: float, boosts: dict[str, float] | None = None
+) -> dict[str, float]:
+    """Sampling probability of each task: w_τ·|D_τ|^α normalised (α=0 uniform, α=1 proportional).
+
+    ``boosts`` gives w_τ (1 for a task it does not name): a task that loses to the others in the
+    shared encoder can be drawn more often without changing α for all of them.
+    """
+    boosts = boosts or {}
+    weights = {task: boosts.get(task, 1.0) * float(size) ** alpha for task, size in sizes.items()}
     total = sum(weights.values())
     return {task: weight / total for task, weight in weights.items()}
 
@@ -43,12 +50,14 @@ def epoch_plan(
     seed: int,
     epoch: int,
     group_batches: int = 50,
+    boosts: list[float] | None = None,
 ) -> list[PlannedBatch]:
-    """The batches of one epoch: as many examples as all tasks together, tasks drawn ∝ |D|^α."""
+    """The batches of one epoch: as many examples as all tasks together, tasks drawn ∝ w·|D|^α."""
     rng = np.random.default_rng([seed, epoch])
     sizes = np.array([len(x) for x in lengths], dtype=np.int64)
     total = int(sizes.sum())
-    shares = np.array(list(task_shares(dict(enumerate(sizes)), alpha).values()))
+    by_index = dict(enumerate(boosts)) if boosts else None
+    shares = np.array(list(task_shares(dict(enumerate(sizes)), alpha, by_index).values()))
     counts = rng.multinomial(total, shares) if len(sizes) > 1 else sizes
     task_ids = np.concatenate([np.full(c, t, dtype=np.int64) for t, c in enumerate(counts)])
     rows = np.concatenate([_task_stream(int(sizes[t]), int(c), rng) for t, c in enumerate(counts)])

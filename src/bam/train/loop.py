@@ -170,12 +170,16 @@ def _train(
     tasks = [get_task(name) for name in config.tasks]
     if not tasks:
         raise BamError("tasks: at least one task is needed")
-    stray = sorted(set(config.teacher_outputs) - {task.name for task in tasks})
-    if stray:
-        raise BamError(
-            f"teacher_outputs.{stray[0]}: {stray[0]!r} is not one of the tasks trained "
-            f"({', '.join(task.name for task in tasks)})"
-        )
+    for key, named in (
+        ("teacher_outputs", config.teacher_outputs),
+        ("sampling_boost", config.sampling_boost),
+    ):
+        stray = sorted(set(named) - {task.name for task in tasks})
+        if stray:
+            raise BamError(
+                f"{key}.{stray[0]}: {stray[0]!r} is not one of the tasks trained "
+                f"({', '.join(task.name for task in tasks)})"
+            )
     rows = [training_rows(task, config) for task in tasks]
     key = run_key(config, rows)
     check_output_dir(output_dir, config, key)
@@ -256,7 +260,10 @@ def _train(
         atomic_write_json(output_dir / CONFIG_FILE, config_to_dict(config))
 
     world, rank = accelerator.num_processes, accelerator.process_index
-    shares = task_shares({d.task.name: len(d.features) for d in data}, config.sampling_alpha)
+    boosts = [config.sampling_boost.get(d.task.name, 1.0) for d in data]
+    shares = task_shares(
+        {d.task.name: len(d.features) for d in data}, config.sampling_alpha, config.sampling_boost
+    )
     model.train()
     bar = tqdm(
         total=total_steps,
@@ -272,7 +279,9 @@ def _train(
         epoch, index = divmod(step, per_epoch)
         if epoch != plan_epoch:
             plan, plan_epoch = (
-                epoch_plan(lengths, config.batch_size, config.sampling_alpha, config.seed, epoch),
+                epoch_plan(
+                    lengths, config.batch_size, config.sampling_alpha, config.seed, epoch, boosts=boosts
+                ),
                 epoch,
             )
         batch = plan[index]
