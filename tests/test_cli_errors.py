@@ -142,6 +142,7 @@ def test_unknown_task_key_type_and_config_file(tmp_path, capsys) -> None:
         "not one of the tasks",
         output=out,
     )
+    _fails(capsys, _train(data, out, "ema_decay=1"), "ema_decay must be in [0, 1)", output=out)
     _fails(capsys, _train(data, out, "log_with=[tensorbord]"), "log_with", "tensorbord", output=out)
     config = tmp_path / "train.yaml"
     config.write_text("learning_rate: 1e-3\nbatch_sise: 3\n")

@@ -119,9 +119,9 @@ def test_cross_fit_fields_are_not_set_by_hand_in_a_run() -> None:
 def test_stage_keys_without_later_settings_are_the_keys_from_before_them() -> None:
     config = load_run_config("smoke", None, [])
     teacher = config.teacher_config("rte", 13)
-    # The fields that existed before cross-fitting, the annealing horizon and sampling boosts,
-    # and nothing else, describe a stage that uses none of them.
-    later = {"cv_folds", "cv_holdout", "lambda_horizon", "sampling_boost"}
+    # The fields that existed before cross-fitting, the annealing horizon, sampling boosts and
+    # weight averaging, and nothing else, describe a stage that uses none of them.
+    later = {"cv_folds", "cv_holdout", "lambda_horizon", "sampling_boost", "ema_decay"}
     before = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in later]
     assert sorted(config_to_dict(teacher)) == sorted(before)
     # Pinned: the smoke preset's rte teacher key as computed by bam before cross-fitting existed
@@ -134,6 +134,7 @@ def test_stage_keys_without_later_settings_are_the_keys_from_before_them() -> No
     assert run_key(dataclasses.replace(teacher, lambda_horizon=1.0)) == run_key(teacher)
     assert run_key(dataclasses.replace(teacher, lambda_horizon=0.5)) != run_key(teacher)
     assert run_key(dataclasses.replace(teacher, sampling_boost={"rte": 2.0})) != run_key(teacher)
+    assert run_key(dataclasses.replace(teacher, ema_decay=0.999)) != run_key(teacher)
 
 
 def test_fold_teachers_are_planned_for_every_fold_count(tmp_path: Path, capsys) -> None:

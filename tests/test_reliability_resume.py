@@ -105,10 +105,13 @@ def _same_run(a: Path, b: Path) -> None:
     assert not (b / "checkpoint").exists()
 
 
-def test_bam_train_killed_twice_resumes_to_identical_results(tmp_path: Path, env: dict[str, str]) -> None:
+@pytest.mark.parametrize("extra", [[], ["ema_decay=0.9"]], ids=["weights", "weight-average"])
+def test_bam_train_killed_twice_resumes_to_identical_results(
+    tmp_path: Path, env: dict[str, str], extra: list[str]
+) -> None:
     ref, out = tmp_path / "ref", tmp_path / "out"
-    assert main(["train", "--task", "rte", "--output", str(ref), "-q", *TRAIN]) == 0
-    argv = ["train", "--task", "rte", "--output", str(out), "-q", *TRAIN]
+    assert main(["train", "--task", "rte", "--output", str(ref), "-q", *TRAIN, *extra]) == 0
+    argv = ["train", "--task", "rte", "--output", str(out), "-q", *TRAIN, *extra]
     checkpoint = out / "checkpoint"
 
     # 1. Killed right after the first checkpoint is committed (it has run on a few steps since).
@@ -131,7 +134,7 @@ def test_bam_train_killed_twice_resumes_to_identical_results(tmp_path: Path, env
 
     # 4. Again on the finished folder: nothing is trained, the stored result is reported.
     before = (out / "train_done.json").stat().st_mtime_ns
-    assert main(["train", "--task", "rte", "--output", str(out), "-q", *TRAIN]) == 0
+    assert main(argv) == 0
     assert (out / "train_done.json").stat().st_mtime_ns == before
 
 

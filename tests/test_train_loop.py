@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from bam.config import TrainConfig, build_dataclass
@@ -74,3 +76,15 @@ def test_teacher_outputs_for_other_rows_or_task_are_refused(tmp_path, tiny_train
     config.teacher_outputs = {}
     with pytest.raises(BamError, match="needs teacher outputs for task rte"):
         train(config, tmp_path / "c", quiet=True)
+
+
+def test_the_weight_average_is_what_is_evaluated_and_kept(tmp_path, tiny_train_values) -> None:
+    base = _config(tiny_train_values, tasks=["rte"], train_cap={"rte": 32}, epochs=2.0, keep_best=False)
+    runs = {name: train(replace(base, ema_decay=decay), tmp_path / name, quiet=True)
+            for name, decay in (("plain", 0.0), ("last", 1e-12), ("ema", 0.5))}  # fmt: skip
+    weights = {name: load_file(str(tmp_path / name / "model" / "model.safetensors")) for name in runs}
+    # An average that forgets at once is the last weights: the average is what is scored and saved.
+    assert all(torch.equal(weights["plain"][k], v) for k, v in weights["last"].items())
+    assert runs["last"].dev == runs["plain"].dev
+    moved = [k for k, v in weights["ema"].items() if not torch.equal(weights["plain"][k], v)]
+    assert "heads.rte.1.weight" in moved and any(k.startswith("encoder.") for k in moved)

@@ -27,6 +27,7 @@ from bam.errors import BamError
 CROSS_FIT = {"keyed_when_set": "cv_folds"}
 ANNEALING_HORIZON = {"keyed_when_set": "lambda_horizon"}
 SAMPLING_BOOSTS = {"keyed_when_set": "sampling_boost"}
+WEIGHT_AVERAGE = {"keyed_when_set": "ema_decay"}
 
 
 @dataclass
@@ -60,6 +61,8 @@ class TrainConfig:
     # The fraction of the steps λ's schedule runs over; gold labels alone after it. 1: all steps.
     lambda_horizon: float = field(default=1.0, metadata=ANNEALING_HORIZON)
     temperature: float = 1.0
+    # Keep (evaluate, save) an exponential moving average of the weights; 0: the weights themselves.
+    ema_decay: float = field(default=0.0, metadata=WEIGHT_AVERAGE)
     teacher_outputs: dict[str, list[str]] = field(default_factory=dict)  # task -> files (ensemble)
     eval_every: int = 0  # steps between dev evaluations; 0: at each epoch end
     checkpoint_every: int = 200  # steps between resumable checkpoints; 0: epoch ends only
@@ -101,6 +104,7 @@ def _check_ranges(config: TrainConfig) -> None:
         "lambda_horizon": (0 < config.lambda_horizon <= 1, "in (0, 1]"),
         "pooling": (config.pooling in ("auto", "cls", "mean"), "one of auto, cls, mean"),
         "temperature": (config.temperature > 0 and finite(config.temperature), "a positive number"),
+        "ema_decay": (0 <= config.ema_decay < 1, "in [0, 1) (0: off)"),
         "eval_every": (config.eval_every >= 0, "0 or more"),
         "checkpoint_every": (config.checkpoint_every >= 0, "0 or more"),
         "num_threads": (config.num_threads >= 0, "0 or more"),

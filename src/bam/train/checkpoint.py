@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch.optim.swa_utils import AveragedModel
 
 from bam.config import TrainConfig, config_to_dict
 from bam.data.examples import Examples
@@ -34,6 +35,7 @@ from bam.errors import BamError
 from bam.fileio import atomic_dir, atomic_write_json, fingerprint, recover_dir, sha256_file
 from bam.model import MODEL_FILE, resolve_encoder_path
 from bam.tasks import get_task
+from bam.train.averaging import average_tensors, load_average
 
 log = logging.getLogger("bam")
 
@@ -78,10 +80,12 @@ def save_checkpoint(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     progress: dict[str, Any],
+    average: AveragedModel | None = None,
 ) -> None:
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     optimizer_tensors, optimizer_meta = _optimizer_to_flat(optimizer)
     tensors.update(optimizer_tensors)
+    tensors.update(average_tensors(average))
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available():  # this process's GPU: dropout there draws from its own generator
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
@@ -93,9 +97,14 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, run_key: str
+    folder: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    run_key: str,
+    average: AveragedModel | None = None,
 ) -> dict[str, Any] | None:
-    """Restore a checkpoint into ``model``, ``optimizer`` and the RNG; None when there is none.
+    """Restore a checkpoint into ``model``, ``optimizer``, the weight average and the RNG; None
+    when there is none.
 
     A checkpoint of another run (``run_key`` differs) is refused before anything is loaded; a
     damaged one is reported, never half-trusted.
@@ -116,6 +125,7 @@ def load_checkpoint(
         weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
         model.load_state_dict(weights)
         _optimizer_from_flat(optimizer, tensors, meta["optimizer"])
+        load_average(average, tensors)
         torch.set_rng_state(tensors["rng.torch"])
         if "rng.cuda" in tensors and torch.cuda.is_available():
             torch.cuda.set_rng_state(tensors["rng.cuda"])

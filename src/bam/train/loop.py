@@ -42,6 +42,7 @@ from bam.fileio import atomic_write_json, exclusive_folder, sha256_file
 from bam.model import MODEL_FILE, BamModel, build_model, save_bam_model
 from bam.tasks import get_task
 from bam.tasks.spec import TaskSpec
+from bam.train.averaging import weight_average
 from bam.train.checkpoint import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
@@ -237,7 +238,8 @@ def _train(
         held.enter_context(exclusive_folder(output_dir))  # one writer per run folder
         tidy_output_dir(output_dir)
     accelerator.wait_for_everyone()
-    progress = load_checkpoint(output_dir / CHECKPOINT_DIR, model, optimizer, key)
+    average = weight_average(model, config.ema_decay)
+    progress = load_checkpoint(output_dir / CHECKPOINT_DIR, model, optimizer, key, average)
     progress = progress or {
         "step": 0,
         "best": None,
@@ -254,6 +256,8 @@ def _train(
         for _ in range(progress["step"]):
             scheduler.step()  # replay the schedule up to the resumed step
     model, optimizer = accelerator.prepare(model, optimizer)
+    if average is not None:
+        average.to(accelerator.device)
     if log_with:
         accelerator.init_trackers("bam", config=_tracker_config(config))
     if accelerator.is_main_process:
@@ -299,6 +303,8 @@ def _train(
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        if average is not None:
+            average.update_parameters(accelerator.unwrap_model(model))
         step_loss = accelerator.reduce(loss_sum.detach(), reduction="sum").item() / len(batch.rows)
         progress["examples"] += len(batch.rows)
         progress["loss_sum"] += step_loss
@@ -312,9 +318,8 @@ def _train(
         done = step + 1
         if done % eval_every == 0 or done == total_steps:
             progress["seconds"] += time.perf_counter() - tick
-            summary = summarize(
-                evaluate(accelerator.unwrap_model(model), eval_splits, pad_id, config.eval_batch_size), tasks
-            )
+            kept = accelerator.unwrap_model(model) if average is None else average.module
+            summary = summarize(evaluate(kept, eval_splits, pad_id, config.eval_batch_size), tasks)
             tick = time.perf_counter()
             train_loss = progress["loss_sum"] / max(progress["loss_steps"], 1)
             progress["loss_sum"], progress["loss_steps"] = 0.0, 0
@@ -332,7 +337,7 @@ def _train(
             better = progress["best"] is None or summary["bam_avg"] > progress["best"]["bam_avg"]
             if (better or not config.keep_best) and accelerator.is_main_process:
                 save_bam_model(
-                    accelerator.unwrap_model(model),
+                    kept,
                     tokenizer,
                     output_dir / MODEL_DIR,
                     {"train_config": config_to_dict(config), "dev": entry},
@@ -353,6 +358,7 @@ def _train(
                     "run_key": key,
                     "elapsed": earlier_seconds + time.perf_counter() - started,
                 },
+                average,
             )
         accelerator.wait_for_everyone()
     bar.close()
