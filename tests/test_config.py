@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import re
+
 import pytest
+import yaml
 
 from bam.config import TrainConfig, load_train_config, parse_overrides
 from bam.errors import BamError
-from bam.run_config import load_run_config
+from bam.run_config import load_run_config, preset_path
 
 
 def test_overrides_parse_yaml_values_and_nested_keys() -> None:
@@ -82,3 +85,15 @@ def test_run_config_method_set_to_null_is_dropped_from_the_preset() -> None:
     assert list(config.methods) == ["single", "multi", "bam"]
     with pytest.raises(BamError, match="every method was removed"):
         load_run_config("smoke", None, [f"methods.{name}=null" for name in ("single", "multi", "bam")])
+
+
+def test_every_commented_ablation_of_the_glue5_preset_is_one_valid_line() -> None:
+    """The preset promises each ablation one config line away: uncommented, each must validate."""
+    text = preset_path("glue5-cpu").read_text(encoding="utf-8")
+    lines = re.findall(r"^  # (\w+): (\{.*?\})\s*(?:#.*)?$", text, flags=re.MULTILINE)
+    assert len(lines) >= 10
+    for name, settings in lines:
+        config = load_run_config("glue5-cpu", None, [f"methods.{name}={settings}"])
+        assert config.methods[name] == yaml.safe_load(settings)
+        if not config.per_task(name):
+            config.student_config(name, config.tasks, config.seeds[0])  # a strict TrainConfig
