@@ -62,8 +62,8 @@ class Crash(Exception):
 def _crash_after_checkpoint(monkeypatch: pytest.MonkeyPatch, at_step: int) -> None:
     real = loop.save_checkpoint
 
-    def save_then_crash(folder, model, optimizer, progress):
-        real(folder, model, optimizer, progress)
+    def save_then_crash(folder, model, optimizer, progress, average=None):
+        real(folder, model, optimizer, progress, average)
         if progress["step"] >= at_step:
             raise Crash
 
