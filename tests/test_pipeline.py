@@ -123,6 +123,10 @@ def test_overrides_may_sit_on_both_sides_of_an_option(capsys) -> None:
     assert "teacher cola s4" in out and "teacher cola s1" not in out  # the later override wins
     assert main([*argv, "methods.bam.lambda_horizon=0.75"]) == 0
     assert "λ linear to 75% checkpoints" in capsys.readouterr().out
+    assert main([*argv, "methods.bam_cola2={lambda_schedule: linear, sampling_boost: {cola: 2.0}}"]) == 0
+    plan = capsys.readouterr().out  # BAM's shares per task, then the boosted method's own line
+    assert "cola   rows    8,551" in plan and "sampling share  18.4% (α=0.75)" in plan
+    assert "  bam_cola2: cola 31.1%, sst2 29.4%, mrpc 13.9%, stsb 19.4%, rte 6.2% (α=0.75, cola ×2)" in plan
     with pytest.raises(SystemExit):
         main(["run", "--preset", "glue5-cpu", "--dry-run", "--bogus"])
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err

@@ -131,6 +131,18 @@ def describe_plan(config: RunConfig, jobs: int = 1) -> str:
             f"sampling share {100 * shares[name]:5.1f}% (α={student.sampling_alpha}"
             + (f", ×{student.sampling_boost[name]:g})" if name in student.sampling_boost else ")")
         )
+    for method in config.methods:  # students that draw tasks otherwise than the one shown above
+        other = config.student_config(method, config.tasks, seed) if method != "single" else student
+        if (other.sampling_alpha, other.sampling_boost) != (student.sampling_alpha, student.sampling_boost):
+            rows = {n: p.rows for n, p in plans.items()}
+            mine = task_shares(rows, other.sampling_alpha, other.sampling_boost)
+            lines.append(
+                f"  {method}: "
+                + ", ".join(f"{n} {100 * v:.1f}%" for n, v in mine.items())
+                + f" (α={other.sampling_alpha}"
+                + "".join(f", {n} ×{w:g}" for n, w in other.sampling_boost.items())
+                + ")"
+            )
     lines += ["", "stages per seed:"]
     total = 0.0
     for name in config.tasks:
