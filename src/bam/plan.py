@@ -122,9 +122,8 @@ def describe_plan(config: RunConfig, jobs: int = 1) -> str:
     any_student = next((m for m in config.methods if m != "single"), None)
     student = config.student_config(any_student, config.tasks, seed) if any_student else teacher
     plans = {name: _task_plan(name, student) for name in config.tasks}
-    shares = task_shares(
-        {n: p.rows for n, p in plans.items()}, student.sampling_alpha, student.sampling_boost
-    )
+    rows = {name: plan.rows for name, plan in plans.items()}
+    shares = task_shares(rows, student.sampling_alpha, student.sampling_boost)
     for name, plan in plans.items():
         lines.append(
             f"  {name:<6} rows {plan.rows:>8,} ({plan.source})  ~{plan.tokens_per_row:.0f} tokens/row  "
@@ -134,7 +133,6 @@ def describe_plan(config: RunConfig, jobs: int = 1) -> str:
     for method in config.methods:  # students that draw tasks otherwise than the one shown above
         other = config.student_config(method, config.tasks, seed) if method != "single" else student
         if (other.sampling_alpha, other.sampling_boost) != (student.sampling_alpha, student.sampling_boost):
-            rows = {n: p.rows for n, p in plans.items()}
             mine = task_shares(rows, other.sampling_alpha, other.sampling_boost)
             lines.append(
                 f"  {method}: "
