@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
+import multiprocessing
 from pathlib import Path
 
 import pytest
 
-from bam.cli import main
+from bam.cli import _setup_logging, main
 
 pytestmark = pytest.mark.slow
 
@@ -82,6 +85,24 @@ def test_jobs_train_the_same_stages_in_parallel_processes(tmp_path, capsys) -> N
     assert sorted(two["details"]["stages_trained"]) == names  # trained by the workers, then collected
     assert main(["run", "--preset", "smoke", "--output", str(tmp_path / "x"), "--jobs", "0"]) == 2
     assert "--jobs must be at least 1" in capsys.readouterr().err
+
+
+def _library_noise() -> tuple[bool, int]:
+    """In a worker process: are transformers' progress bars on, and at what level does it log?"""
+    import transformers
+
+    return transformers.utils.logging.is_progress_bar_enabled(), transformers.logging.get_verbosity()
+
+
+def test_the_job_processes_are_as_quiet_as_the_command(monkeypatch) -> None:
+    """`--jobs` stages run in freshly spawned processes, which must not print a weight-loading bar."""
+    quieting = ("TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS")
+    for name in quieting:
+        monkeypatch.setenv(name, "")  # so that the test's changes are undone afterwards
+        monkeypatch.delenv(name)
+    _setup_logging(argparse.Namespace(quiet=False, verbose=False))
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert pool.apply(_library_noise) == (False, logging.ERROR)
 
 
 def test_jobs_are_refused_under_accelerate_launch(tmp_path, monkeypatch, capsys) -> None:
