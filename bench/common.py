@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bam.train.machine import busy_share, cpu_name, cpu_seconds  # cpu_name: as train_done.json
+
 THREADS = 2
 RESULT_PREFIX = "BENCH_RESULT "
 REPO = Path(__file__).resolve().parent.parent
@@ -61,18 +63,6 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _busy_seconds() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat (Linux)."""
-    try:
-        with open("/proc/stat", encoding="ascii") as handle:
-            fields = [float(x) for x in handle.readline().split()[1:]]
-    except OSError:
-        return 0.0, 0.0
-    hz = os.sysconf("SC_CLK_TCK")
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
-    return (sum(fields) - idle) / hz, sum(fields) / hz
-
-
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -86,10 +76,7 @@ def wait_for_quiet(max_wait: float = 60.0, threshold: float = 0.1) -> float:
     """
     deadline = time.monotonic() + max_wait
     while True:
-        busy0, total0 = _busy_seconds()
-        time.sleep(1.0)
-        busy1, total1 = _busy_seconds()
-        fraction = (busy1 - busy0) / max(total1 - total0, 1e-9)
+        fraction = busy_share(1.0)
         if fraction < threshold or time.monotonic() > deadline:
             return fraction
 
@@ -101,12 +88,12 @@ def run_worker(script: str | Path, name: str, args: dict[str, Any], timeout: flo
     worker ran (0 = the machine was ours; 0.5 on 2 cores = one core taken by someone else).
     """
     cmd = [sys.executable, str(script), "--worker", name, "--args", json.dumps(args)]
-    busy0, total0 = _busy_seconds()
+    busy0, total0 = cpu_seconds()
     own0 = _children_cpu()
     proc = subprocess.run(
         cmd, capture_output=True, text=True, env=worker_env(), timeout=timeout, cwd=REPO, check=False
     )
-    busy1, total1 = _busy_seconds()
+    busy1, total1 = cpu_seconds()
     own = _children_cpu() - own0
     lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if proc.returncode != 0 or not lines:
@@ -386,7 +373,6 @@ def ratio_line(label: str, ratios: Sequence[float], target: float | None) -> str
 
 
 def machine() -> str:
-    from bam.train.checkpoint import cpu_name  # the same processor name train_done.json records
 
     return f"{cpu_name()}, {os.cpu_count()} cores, {THREADS} torch threads"
 

@@ -44,6 +44,7 @@ def _setup_logging(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from bam.config import load_train_config
     from bam.train.loop import train
+    from bam.train.machine import warn_if_cpus_busy
 
     base: dict = {}
     if args.task:
@@ -57,6 +58,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     config = load_train_config(args.config, args.overrides, base)
     output = Path(args.output)
     _guard_output(output, args.overwrite, marker="train_config.json")
+    if os.environ.get("RANK", "0") == "0":
+        warn_if_cpus_busy()
     # train() resumes a killed run, returns a finished one, and refuses another run's folder.
     result = train(config, output, quiet=args.quiet)
     if os.environ.get("RANK", "0") != "0":
@@ -126,6 +129,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from bam.pipeline import check_stage_name, run
     from bam.report.tables import format_table
     from bam.run_config import load_run_config
+    from bam.train.machine import warn_if_cpus_busy
 
     config = load_run_config(args.preset, args.config, args.overrides)
     if args.jobs < 1:
@@ -141,6 +145,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     if not args.output:
         check_stage_name(name, "run name")  # runs/<name> must stay under runs/
     output = Path(args.output or Path("runs") / name)
+    warn_if_cpus_busy()
     results = run(config, output, quiet=args.quiet, overwrite=args.overwrite, jobs=args.jobs)
     print(format_table(results["methods"], markdown=False))
     print(f"\nresults: {output / 'results.json'}\nreport:  {output / 'report.md'}")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import shutil
 from functools import lru_cache
 from pathlib import Path
@@ -251,23 +250,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         log.warning("%s: unreadable (%s); ignoring it", path, type(err).__name__)
         return None
     return data if isinstance(data, dict) else None
-
-
-def cpu_name() -> str:
-    """The processor's model name (Linux), else what ``platform`` knows: for provenance lines."""
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
-    models = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return models[0] if models else (platform.processor() or "CPU")
-
-
-def hardware(device: torch.device, processes: int) -> str:
-    """What trained a stage: kept in ``train_done.json``, since seeds may run on different machines."""
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = f"{cpu_name()} ({torch.get_num_threads()} threads)"
-    return f"{processes} × {name}; torch {torch.__version__}"
 
 
 def read_done(output_dir: Path) -> dict[str, Any] | None:

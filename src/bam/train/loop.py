@@ -50,13 +50,13 @@ from bam.train.checkpoint import (
     MODEL_DIR,
     check_output_dir,
     finished_run,
-    hardware,
     load_checkpoint,
     remove_checkpoint,
     run_key,
     save_checkpoint,
     tidy_output_dir,
 )
+from bam.train.machine import hardware
 from bam.train.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger("bam")

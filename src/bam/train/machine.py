@@ -1,0 +1,74 @@
+"""The machine a stage trains on: its name for provenance, and whether its CPUs are already busy.
+
+On CPU, training threads that share cores with another job do not just halve their speed: each
+step waits on OpenMP barriers for the slowest thread, and single steps were measured 4–40× slower
+here. Nothing else tells the user, so a run warns before it starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger("bam")
+
+BUSY_SHARE = 0.3  # other processes using more of the machine than this: warn
+
+
+def cpu_name() -> str:
+    """The processor's model name (Linux), else what ``platform`` knows: for provenance lines."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    models = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return models[0] if models else (platform.processor() or "CPU")
+
+
+def hardware(device: torch.device, processes: int) -> str:
+    """What trained a stage: kept in ``train_done.json``, since seeds may run on different machines."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"{cpu_name()} ({torch.get_num_threads()} threads)"
+    return f"{processes} × {name}; torch {torch.__version__}"
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat (Linux; else 0, 0)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            fields = [float(x) for x in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    hz = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    return (sum(fields) - idle) / hz, sum(fields) / hz
+
+
+def busy_share(seconds: float) -> float:
+    """The share of the machine's CPU time used over the next ``seconds`` (0 where unknown)."""
+    busy0, total0 = cpu_seconds()
+    time.sleep(seconds)
+    busy1, total1 = cpu_seconds()
+    if total1 <= total0:
+        return 0.0
+    return min(1.0, max(0.0, (busy1 - busy0) / (total1 - total0)))  # float sums can pass 1
+
+
+def warn_if_cpus_busy(seconds: float = 0.5) -> None:
+    """Before training on CPU, look whether other processes already keep the cores busy."""
+    if torch.cuda.is_available():
+        return
+    share = busy_share(seconds)
+    if share > BUSY_SHARE:
+        cores = os.cpu_count() or 1
+        log.warning(
+            "other processes are using %.1f of this machine's %d cores: training beside them runs "
+            "several times slower (its threads wait for each other); see `top`",
+            share * cores,
+            cores,
+        )
