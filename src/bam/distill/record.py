@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,23 +38,21 @@ log = logging.getLogger("bam")
 TEACHER_BATCH = 32
 
 
-def record_outputs(teacher_dir: Path, task: TaskSpec, examples: Examples) -> Path:
-    """The teacher's outputs on ``examples`` of ``task``, cached next to the teacher (keyed by the rows)."""
-    model_dir = teacher_dir / MODEL_DIR
-    teacher_hash = sha256_file(model_dir / MODEL_FILE)
-    path = teacher_dir / f"outputs-{fingerprint(examples.fingerprint())}.safetensors"
+def _cached(
+    path: Path,
+    task: TaskSpec,
+    examples: Examples,
+    teacher_hash: str,
+    compute: Callable[[], tuple[np.ndarray, dict[str, Any]]],
+) -> Path:
+    """``path`` if it holds outputs of this teacher on exactly these rows; else ``compute()`` the
+    outputs (and their tokenizer, max_length and kind) and write them there."""
     try:
         load_outputs_for(path, examples, teacher_hash)
         return path
     except BamError:
-        pass  # missing, stale or damaged: record again
-    model, tokenizer, meta = load_bam_model(model_dir)
-    device = next(model.parameters()).device
-    log.info("%s: recording outputs on %d %s rows (%s)", teacher_dir.name, len(examples), task.name, device)
-    max_length = meta["train_config"]["max_length"]
-    features = load_or_tokenize(examples, tokenizer, max_length)
-    pad_id = tokenizer.pad_token_id or 0
-    outputs = predict_outputs(model, features, task.head_name, pad_id, batch_size=TEACHER_BATCH)
+        pass  # missing, stale or damaged: compute again
+    outputs, provenance = compute()
     save_teacher_outputs(
         path,
         outputs,
@@ -60,11 +60,33 @@ def record_outputs(teacher_dir: Path, task: TaskSpec, examples: Examples) -> Pat
         split="train",
         examples_fingerprint=examples.fingerprint(),
         teacher_hash=teacher_hash,
-        tokenizer=tokenizer.name_or_path,
-        max_length=max_length,
-        kind=OUTPUT_KIND[task.kind],
+        **provenance,
     )
     return path
+
+
+def record_outputs(teacher_dir: Path, task: TaskSpec, examples: Examples) -> Path:
+    """The teacher's outputs on ``examples`` of ``task``, cached next to the teacher (keyed by the rows)."""
+    model_dir = teacher_dir / MODEL_DIR
+
+    def predict() -> tuple[np.ndarray, dict[str, Any]]:
+        model, tokenizer, meta = load_bam_model(model_dir)
+        device = next(model.parameters()).device
+        log.info(
+            "%s: recording outputs on %d %s rows (%s)", teacher_dir.name, len(examples), task.name, device
+        )
+        max_length = meta["train_config"]["max_length"]
+        features = load_or_tokenize(examples, tokenizer, max_length)
+        pad_id = tokenizer.pad_token_id or 0
+        outputs = predict_outputs(model, features, task.head_name, pad_id, batch_size=TEACHER_BATCH)
+        return outputs, {
+            "tokenizer": tokenizer.name_or_path,
+            "max_length": max_length,
+            "kind": OUTPUT_KIND[task.kind],
+        }
+
+    path = teacher_dir / f"outputs-{fingerprint(examples.fingerprint())}.safetensors"
+    return _cached(path, task, examples, sha256_file(model_dir / MODEL_FILE), predict)
 
 
 def record_teacher_outputs(teacher_dir: Path, student: TrainConfig, task_name: str) -> Path:
@@ -86,34 +108,25 @@ def cross_fitted_outputs(fold_dirs: list[Path], student: TrainConfig, task_name:
     examples = training_rows(task, student)
     folds = training_folds(task, student, len(fold_dirs))
     hashes = [sha256_file(folder / MODEL_DIR / MODEL_FILE) for folder in fold_dirs]
-    teacher_hash = combined_hash(hashes)
+
+    def assemble() -> tuple[np.ndarray, dict[str, Any]]:
+        parts = []
+        for fold, folder in enumerate(fold_dirs):
+            rows = np.flatnonzero(folds == fold)
+            if len(rows) == 0:  # fewer rows than folds
+                continue
+            held_out = examples.subset(rows)
+            part = record_outputs(folder, task, held_out)
+            parts.append((rows, part, load_outputs_for(part, held_out, hashes[fold])))
+        first = read_teacher_metadata(parts[0][1])
+        outputs = np.empty((len(examples), *parts[0][2].shape[1:]), dtype=np.float32)
+        for rows, _, values in parts:
+            outputs[rows] = values
+        return outputs, {
+            "tokenizer": first["tokenizer"],
+            "max_length": int(first["max_length"]),
+            "kind": first["kind"],
+        }
+
     path = fold_dirs[0] / f"cross-fit-{fingerprint(examples.fingerprint())}.safetensors"
-    try:
-        load_outputs_for(path, examples, teacher_hash)
-        return path
-    except BamError:
-        pass  # missing, stale or damaged: assemble again
-    parts = []
-    for fold, folder in enumerate(fold_dirs):
-        rows = np.flatnonzero(folds == fold)
-        if len(rows) == 0:  # fewer rows than folds
-            continue
-        held_out = examples.subset(rows)
-        part = record_outputs(folder, task, held_out)
-        parts.append((rows, part, load_outputs_for(part, held_out, hashes[fold])))
-    first = read_teacher_metadata(parts[0][1])
-    outputs = np.empty((len(examples), *parts[0][2].shape[1:]), dtype=np.float32)
-    for rows, _, values in parts:
-        outputs[rows] = values
-    save_teacher_outputs(
-        path,
-        outputs,
-        task=task.name,
-        split="train",
-        examples_fingerprint=examples.fingerprint(),
-        teacher_hash=teacher_hash,
-        tokenizer=first["tokenizer"],
-        max_length=int(first["max_length"]),
-        kind=first["kind"],
-    )
-    return path
+    return _cached(path, task, examples, combined_hash(hashes), assemble)
