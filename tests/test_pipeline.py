@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bam import pipeline
 from bam.cli import _setup_logging, main
 
 pytestmark = pytest.mark.slow
@@ -72,12 +73,14 @@ def test_a_method_can_distil_from_a_teacher_ensemble(tmp_path) -> None:
     assert results["methods"]["single"]["rte"] == results["details"]["per_seed"]["13"]["single"]["rte"]
 
 
-def test_jobs_train_the_same_stages_in_parallel_processes(tmp_path, capsys) -> None:
-    one_thread = ["--quiet", "train.num_threads=1", "tasks=[rte]"]
-    assert main(["run", "--preset", "smoke", "--output", str(tmp_path / "one"), *one_thread]) == 0
-    assert (
-        main(["run", "--preset", "smoke", "--output", str(tmp_path / "two"), "--jobs", "2", *one_thread]) == 0
-    )
+def test_jobs_train_the_same_stages_in_parallel_processes(tmp_path, capsys, caplog, monkeypatch) -> None:
+    one_thread = ["train.num_threads=1", "tasks=[rte]"]
+    assert main(["run", "--preset", "smoke", "--output", str(tmp_path / "one"), "--quiet", *one_thread]) == 0
+    monkeypatch.setattr(pipeline, "PROGRESS_SECONDS", 0.01)
+    with caplog.at_level(logging.INFO, logger="bam"):
+        argv = ["run", "--preset", "smoke", "--output", str(tmp_path / "two"), "--jobs", "2", *one_thread]
+        assert main(argv) == 0
+    assert "progress: " in caplog.text  # the workers show no bars: the parent reports for them
     one, two = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("one", "two"))
     assert two["methods"] == one["methods"]  # same stages, same keys, same numbers
     names = sorted(p.name for p in (tmp_path / "two" / "stages").iterdir())

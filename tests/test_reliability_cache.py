@@ -23,11 +23,11 @@ from bam.distill.store import load_teacher_outputs
 from bam.errors import BamError
 from bam.fileio import exclusive_folder
 from bam.model import load_encoder
-from bam.pipeline import run
+from bam.pipeline import progress_line, run
 from bam.run_config import load_run_config
 from bam.tasks import get_task
 from bam.train import checkpoint, loop
-from bam.train.checkpoint import run_key
+from bam.train.checkpoint import checkpoint_progress, run_key
 from bam.train.loop import train
 from tests.conftest import TINY
 
@@ -105,6 +105,16 @@ def test_tokenization_cache_with_flipped_bytes_is_rebuilt(tmp_path: Path) -> Non
     (entry / "input_ids.npy").write_bytes(bytes(data))
     again = load_or_tokenize(examples, tokenizer, 32, tmp_path)
     assert np.array_equal(again.input_ids, fresh.input_ids)
+
+
+def test_an_interrupted_stage_shows_how_far_it_got(tmp_path: Path, monkeypatch) -> None:
+    """What `bam run --jobs` prints for the stages its workers are training (no bars there)."""
+    out = _interrupted(tmp_path, monkeypatch)
+    progress = checkpoint_progress(out)
+    assert progress["step"] == 6 and progress["total_steps"] == 16 and progress["elapsed"] > 0
+    left = progress["elapsed"] / 6 * (16 - 6) / 60
+    line = progress_line([out, tmp_path / "not-started"])
+    assert line == f"progress: run step 6/16 (~{left:.0f} min left); 1 not yet at a checkpoint"
 
 
 def test_damaged_checkpoint_is_a_one_line_error(tmp_path: Path, monkeypatch, capsys) -> None:

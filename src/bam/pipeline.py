@@ -34,11 +34,12 @@ from bam.fileio import atomic_write_json, fingerprint
 from bam.run_config import RunConfig
 from bam.tasks import get_task
 from bam.tasks.metrics import bam_average
-from bam.train.checkpoint import finished_run, run_key
+from bam.train.checkpoint import checkpoint_progress, finished_run, run_key
 from bam.train.loop import train
 
 log = logging.getLogger("bam")
 RUN_FILE = "bam_run.json"
+PROGRESS_SECONDS = 600.0  # how often `--jobs` reports the stages it is training
 _STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -200,10 +201,36 @@ def _train_together(stages: list[Stage], pool: Pool, jobs: int, quiet: bool, tim
         if not quiet:
             log.info("stage %s: queued", folder.name)
     threads = phase_threads(jobs, len(todo))
-    for name, seconds in pool.imap_unordered(_train_stage, [(f, c, threads) for f, c in todo]):
+    results = pool.imap_unordered(_train_stage, [(f, c, threads) for f, c in todo])
+    waiting = {folder.name: folder for folder, _ in todo}
+    while waiting:
+        try:
+            name, seconds = results.next(timeout=PROGRESS_SECONDS)
+        except multiprocessing.TimeoutError:  # the workers train without progress bars
+            if not quiet:
+                log.info("%s", progress_line(list(waiting.values())))
+            continue
+        del waiting[name]
         timings["trained"].append(name)
         if not quiet:
             log.info("stage %s: trained in %.0f s", name, seconds)
+
+
+def progress_line(folders: list[Path]) -> str:
+    """Where the stages still training stand at their last checkpoints, with a linear estimate of
+    the time each has left; stages with no checkpoint yet are counted as waiting."""
+    parts, waiting = [], 0
+    for folder in folders:
+        progress = checkpoint_progress(folder)
+        if progress is None or not progress.get("total_steps"):
+            waiting += 1
+            continue
+        step, total, elapsed = progress["step"], progress["total_steps"], progress.get("elapsed", 0.0)
+        left = elapsed / max(step, 1) * (total - step) / 60
+        parts.append(f"{folder.name} step {step}/{total} (~{left:.0f} min left)")
+    if waiting:
+        parts.append(f"{waiting} not yet at a checkpoint")
+    return "progress: " + "; ".join(parts)
 
 
 def cpu_threads_per_job(jobs: int) -> int:

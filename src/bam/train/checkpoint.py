@@ -252,6 +252,14 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def checkpoint_progress(output_dir: Path) -> dict[str, Any] | None:
+    """How far an unfinished run got at its last checkpoint (``step``, ``total_steps``, ``elapsed``
+    seconds), read without loading any tensor: for progress lines from another process."""
+    state = _read_json(Path(output_dir) / CHECKPOINT_DIR / STATE_FILE)
+    progress = state.get("progress") if state else None
+    return progress if isinstance(progress, dict) and "step" in progress else None
+
+
 def read_done(output_dir: Path) -> dict[str, Any] | None:
     """The summary a finished run wrote, or None (not finished, or the file is damaged)."""
     done = _read_json(Path(output_dir) / DONE_FILE)

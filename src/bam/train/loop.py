@@ -355,6 +355,7 @@ def _train(
                 {
                     **progress,
                     "step": done,
+                    "total_steps": total_steps,
                     "run_key": key,
                     "elapsed": earlier_seconds + time.perf_counter() - started,
                 },
