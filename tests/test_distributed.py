@@ -38,7 +38,8 @@ def _train(out, processes: int, tmp_path) -> list[float]:
     else:
         command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
                    "--standalone", *cli]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # gloo on the CPU, also on a GPU machine: with one GPU the second process would ask for cuda:1
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     events = EventAccumulator(str(next((out / "logs").rglob("events.out.tfevents.*")).parent))

@@ -111,7 +111,11 @@ def test_predict_file_tsv_matches_predictor(model_dir: Path, predictor: Predicto
     assert predict_file(model_dir, "RTE", str(src), str(out)) == len(PAIRS)
     got = _read_jsonl(out.read_text())
     assert [r["id"] for r in got] == ["10", "11", "12"]
-    assert [{k: v for k, v in r.items() if k != "id"} for r in got] == predictor.predict("rte", PAIRS)
+    expected = predictor.predict("rte", PAIRS)
+    assert [r["label"] for r in got] == [r["label"] for r in expected]
+    for row, want in zip(got, expected, strict=True):  # on a GPU the kernels vary with the batch's shape
+        assert row.keys() == {"id", *want}
+        assert row["probabilities"] == pytest.approx(want["probabilities"], abs=1e-6)
     assert [p.name for p in out.parent.iterdir()] == ["pred.jsonl"]  # no temporary files left
 
 
