@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from bam.report.tables import bam_versus, format_table, seed_statistics
 
 
@@ -63,3 +65,16 @@ def test_teachers_only_run_has_no_lambda_plot(tmp_path) -> None:
     assert not (tmp_path / "lambda.png").exists()
     assert plot_lambda({"single": {}, "bam": {"lambda_schedule": "linear"}}, tmp_path / "lambda.png")
     assert (tmp_path / "lambda.png").stat().st_size > 0
+
+
+def test_no_dev_curve_plot_without_stage_records(tmp_path) -> None:
+    from bam.report.plots import plot_dev_curves
+
+    assert plot_dev_curves({"bam": [str(tmp_path / "not-here")]}, tmp_path / "curves.png") is None
+    assert not (tmp_path / "curves.png").exists()
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    history = [{"epoch": e, "scores": {"rte": 50.0 + e}} for e in (1, 2)]
+    (stage / "train_done.json").write_text(json.dumps({"history": history}))
+    assert plot_dev_curves({"bam": [str(stage)]}, tmp_path / "curves.png") == tmp_path / "curves.png"
+    assert (tmp_path / "curves.png").stat().st_size > 0

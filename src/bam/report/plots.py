@@ -54,10 +54,14 @@ def _stage_runs(stage_dirs: dict[str, list[str]]) -> dict[str, list[dict[str, An
     return runs
 
 
-def plot_dev_curves(stage_dirs: dict[str, list[str]], path: Path) -> Path:
-    """Dev score of every task over training, one line per method and task."""
+def plot_dev_curves(stage_dirs: dict[str, list[str]], path: Path) -> Path | None:
+    """Dev score of every task over training, one line per method and task (None: no stage records,
+    as in a report merged from other folders' results)."""
+    runs_by_method = _stage_runs(stage_dirs)
+    if not any(run.get("history") for runs in runs_by_method.values() for run in runs):
+        return None
     fig, ax = plt.subplots(figsize=(7, 4))
-    for method, runs in _stage_runs(stage_dirs).items():
+    for method, runs in runs_by_method.items():
         for run in runs:
             history = run.get("history", [])
             tasks = history[0]["scores"].keys() if history else []
