@@ -276,6 +276,20 @@ def test_a_real_process_prints_one_line_and_exits_2(tmp_path) -> None:
     assert done.stdout == "" and not (tmp_path / "out").exists()
 
 
+def test_the_busy_cores_check_waits_until_the_data_is_read(tmp_path, monkeypatch) -> None:
+    """`bam train` looks at the cores only when it will train: never before a data error, nor for a
+    run that is already finished (its warning would be noise there)."""
+    from bam.train import machine
+
+    checks: list[str] = []
+    monkeypatch.setattr(machine, "warn_if_cpus_busy", lambda: checks.append("checked"))
+    bad, _ = _data(tmp_path / "bad", "stsb", _set_field(3, 9, "abc"))
+    assert main(_train(bad, tmp_path / "bad-out", task="stsb")) == 2 and checks == []
+    good, _ = _data(tmp_path / "good", "rte")
+    assert main(_train(good, tmp_path / "out")) == 0 and checks == ["checked"]
+    assert main(_train(good, tmp_path / "out")) == 0 and checks == ["checked"]
+
+
 def test_a_local_run_never_imports_datasets() -> None:
     """`datasets` is only for hub data: a machine without it (or with a broken one) runs local files."""
     script = (

@@ -58,10 +58,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     config = load_train_config(args.config, args.overrides, base)
     output = Path(args.output)
     _guard_output(output, args.overwrite, marker="train_config.json")
-    if os.environ.get("RANK", "0") == "0":
-        warn_if_cpus_busy()
+    first_rank = os.environ.get("RANK", "0") == "0"
     # train() resumes a killed run, returns a finished one, and refuses another run's folder.
-    result = train(config, output, quiet=args.quiet)
+    result = train(config, output, quiet=args.quiet, on_start=warn_if_cpus_busy if first_rank else None)
     if os.environ.get("RANK", "0") != "0":
         return  # one summary per run, not per process
     print(

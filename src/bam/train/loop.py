@@ -13,6 +13,7 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,21 +152,32 @@ def _distributed_on_cpu() -> bool:
 
 
 def train(
-    config: TrainConfig, output_dir: str | Path, *, quiet: bool = False, cache_dir: Path | None = None
+    config: TrainConfig,
+    output_dir: str | Path,
+    *,
+    quiet: bool = False,
+    cache_dir: Path | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Train, evaluate on dev as configured, keep the best model in ``output_dir/model``.
 
     Resumes from ``output_dir/checkpoint`` after a crash or ``kill -9`` (on CPU the results are
     those of an unbroken run), returns the stored result of a finished run with the same
     :func:`run_key`, and refuses a folder holding a run of other settings, data or model, or one
-    that another process is training.
+    that another process is training. ``on_start`` runs once the data has been read and the run
+    will train, so that what it prints never precedes a data error or a stored result.
     """
     with contextlib.ExitStack() as held:  # the folder's lock, once taken, lasts until the end
-        return _train(config, Path(output_dir), quiet, cache_dir, held)
+        return _train(config, Path(output_dir), quiet, cache_dir, held, on_start)
 
 
 def _train(
-    config: TrainConfig, output_dir: Path, quiet: bool, cache_dir: Path | None, held: contextlib.ExitStack
+    config: TrainConfig,
+    output_dir: Path,
+    quiet: bool,
+    cache_dir: Path | None,
+    held: contextlib.ExitStack,
+    on_start: Callable[[], None] | None,
 ) -> TrainResult:
     started = time.perf_counter()
     tasks = [get_task(name) for name in config.tasks]
@@ -195,6 +207,8 @@ def _train(
             finished.get("seconds", 0.0),
             finished.get("examples_per_second", 0.0),
         )
+    if on_start is not None:
+        on_start()
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     torch.manual_seed(config.seed)
