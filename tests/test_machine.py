@@ -50,3 +50,11 @@ def test_proc_stat_is_read_as_growing_busy_and_total_seconds() -> None:
     busy1, total1 = machine.cpu_seconds()
     assert 0 < busy0 <= total0 and busy1 > busy0 and total1 > total0
     assert 0.0 <= machine.busy_share(0.05) <= 1.0
+
+
+def test_the_hardware_record_names_the_threads(monkeypatch) -> None:
+    monkeypatch.setattr(machine, "cpu_name", lambda: "Some CPU")
+    monkeypatch.setattr(machine.torch, "get_num_threads", lambda: 1)
+    assert machine.hardware(machine.torch.device("cpu"), 1).startswith("1 × Some CPU (1 thread); torch ")
+    monkeypatch.setattr(machine.torch, "get_num_threads", lambda: 2)
+    assert machine.hardware(machine.torch.device("cpu"), 2).startswith("2 × Some CPU (2 threads); torch ")

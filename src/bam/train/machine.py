@@ -33,7 +33,8 @@ def hardware(device: torch.device, processes: int) -> str:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        name = f"{cpu_name()} ({torch.get_num_threads()} threads)"
+        threads = torch.get_num_threads()
+        name = f"{cpu_name()} ({threads} thread{'s' if threads > 1 else ''})"
     return f"{processes} × {name}; torch {torch.__version__}"
 
 
