@@ -290,6 +290,17 @@ def test_the_busy_cores_check_waits_until_the_data_is_read(tmp_path, monkeypatch
     assert main(_train(good, tmp_path / "out")) == 0 and checks == ["checked"]
 
 
+def test_more_processes_than_gpus_ends_in_one_line(tmp_path, monkeypatch, capsys) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    data, _ = _data(tmp_path, "rte")
+    assert main(_train(data, tmp_path / "out")) == 2
+    assert "bam: error: LOCAL_RANK 1: this machine shows 1 GPU(s)" in capsys.readouterr().err
+
+
 def test_a_local_run_never_imports_datasets() -> None:
     """`datasets` is only for hub data: a machine without it (or with a broken one) runs local files."""
     script = (

@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModel, BertConfig, DebertaV2Config, ElectraConfig, RobertaConfig
 
+from bam.errors import BamError
 from bam.model import MODEL_FILE, BamModel, HeadSpec, build_model, load_bam_model, save_bam_model
 from bam.tasks import get_task
 from bam.train.optim import build_optimizer, layerwise_multipliers
@@ -151,6 +152,18 @@ def test_default_device_is_this_process_gpu_when_there_is_one(monkeypatch) -> No
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert default_device() == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert default_device() == torch.device("cuda", 1)
     monkeypatch.delenv("LOCAL_RANK")
     assert default_device() == torch.device("cuda", 0)
+
+
+def test_more_processes_than_gpus_is_refused_in_words(monkeypatch) -> None:
+    """Seen on an H100: `torchrun --nproc_per_node=2` on one GPU sent process 1 to cuda:1."""
+    from bam.model import default_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(BamError, match=r"LOCAL_RANK 1: this machine shows 1 GPU\(s\).*at most 1 process"):
+        default_device()

@@ -231,10 +231,19 @@ def read_model_meta(model_dir: str | Path) -> dict[str, Any]:
 
 
 def default_device() -> torch.device:
-    """This process's GPU when there is one (``LOCAL_RANK`` under ``accelerate launch``), else the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
+    """This process's GPU when there is one (``LOCAL_RANK`` under ``accelerate launch``), else the CPU.
+
+    More processes than GPUs on a machine is refused here, in words: CUDA's own message for it
+    ("invalid device ordinal") comes from deep inside the first transfer."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    rank, gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+    if rank >= gpus:
+        raise BamError(
+            f"LOCAL_RANK {rank}: this machine shows {gpus} GPU(s), one per process is needed; "
+            f"start at most {gpus} process(es) per machine (accelerate launch --num_processes)"
+        )
+    return torch.device("cuda", rank)
 
 
 def load_bam_model(

@@ -40,7 +40,7 @@ from bam.distill import (
 from bam.errors import BamError
 from bam.evaluate import evaluate, load_eval_splits, summarize
 from bam.fileio import atomic_write_json, exclusive_folder, sha256_file
-from bam.model import MODEL_FILE, BamModel, build_model, save_bam_model
+from bam.model import MODEL_FILE, BamModel, build_model, default_device, save_bam_model
 from bam.tasks import get_task
 from bam.tasks.spec import TaskSpec
 from bam.train.averaging import weight_average
@@ -236,6 +236,7 @@ def _train(
 
     kwargs = [DistributedDataParallelKwargs(find_unused_parameters=len(tasks) > 1)]
     log_with = [name for name in config.log_with if name]
+    default_device()  # more processes than GPUs: refused in words before accelerate fails on it
     try:
         accelerator = Accelerator(
             cpu=_distributed_on_cpu(),
