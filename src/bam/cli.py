@@ -61,7 +61,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     first_rank = os.environ.get("RANK", "0") == "0"
     # train() resumes a killed run, returns a finished one, and refuses another run's folder.
     result = train(config, output, quiet=args.quiet, on_start=warn_if_cpus_busy if first_rank else None)
-    if os.environ.get("RANK", "0") != "0":
+    if not first_rank:
         return  # one summary per run, not per process
     print(
         json.dumps(
