@@ -290,6 +290,30 @@ def test_the_busy_cores_check_waits_until_the_data_is_read(tmp_path, monkeypatch
     assert main(_train(good, tmp_path / "out")) == 0 and checks == ["checked"]
 
 
+def test_bam_run_checks_the_cores_once_and_only_before_a_stage_trains(tmp_path, monkeypatch) -> None:
+    """`bam run` likewise: not before a data error, once for all its stages, not for a finished run;
+    with --jobs, once in the parent before its workers start."""
+    from bam.train import machine
+
+    checks: list[str] = []
+    monkeypatch.setattr(machine, "warn_if_cpus_busy", lambda: checks.append("checked"))
+    run = [
+        "run",
+        "--preset",
+        "smoke",
+        "-q",
+        "tasks=[rte]",
+        "methods={single: {}, bam: {lambda_schedule: linear}}",
+    ]
+    bad, _ = _data(tmp_path / "bad", "rte", _set_field(4, 3, "maybe"))
+    assert main([*run, f"train.data_dir={bad}", "--output", str(tmp_path / "bad-out")]) == 2 and checks == []
+    good, _ = _data(tmp_path / "good", "rte")
+    run += [f"train.data_dir={good}", "--output", str(tmp_path / "out")]
+    assert main(run) == 0 and checks == ["checked"]  # two stages, one check
+    assert main(run) == 0 and checks == ["checked"]
+    assert main([*run, "student.epochs=1", "--jobs", "2"]) == 0 and checks == ["checked", "checked"]
+
+
 def test_more_processes_than_gpus_ends_in_one_line(tmp_path, monkeypatch, capsys) -> None:
     import torch
 

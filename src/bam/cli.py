@@ -144,8 +144,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     if not args.output:
         check_stage_name(name, "run name")  # runs/<name> must stay under runs/
     output = Path(args.output or Path("runs") / name)
-    warn_if_cpus_busy()
-    results = run(config, output, quiet=args.quiet, overwrite=args.overwrite, jobs=args.jobs)
+    results = run(
+        config, output, quiet=args.quiet, overwrite=args.overwrite, jobs=args.jobs, on_start=warn_if_cpus_busy
+    )
     print(format_table(results["methods"], markdown=False))
     print(f"\nresults: {output / 'results.json'}\nreport:  {output / 'report.md'}")
 

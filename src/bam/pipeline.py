@@ -20,7 +20,8 @@ import re
 import shutil
 import statistics
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from multiprocessing.pool import Pool
 from pathlib import Path
 from typing import Any
@@ -58,30 +59,38 @@ def stage_dir(root: Path, name: str, config: TrainConfig) -> Path:
     return folder
 
 
-def _run_stage(folder: Path, config: TrainConfig, quiet: bool, timings: dict[str, Any]) -> dict[str, Any]:
-    """Train unless a finished stage is already there (resuming an unfinished one); its dev summary.
+Stage = tuple[Path, TrainConfig]  # a stage's folder and the configuration that trains it
 
-    ``timings["seconds"]`` gets every stage's wall time (summed over the attempts a resumed stage
-    took, as the stage recorded it); ``timings["trained"]`` the stages this invocation trained."""
+
+@dataclass
+class RunState:
+    """What one ``bam run`` invocation gathers, and its hook, as it goes through the stages."""
+
+    seconds: dict[str, float] = field(default_factory=dict)  # every stage's wall time (a resumed one: summed)
+    trained: list[str] = field(default_factory=list)  # the stages this invocation trained
+    on_start: Callable[[], None] | None = None  # once, before the first stage that trains (see run)
+
+    def starting(self) -> None:
+        """A stage is about to train: the hook's turn, the first time only."""
+        hook, self.on_start = self.on_start, None
+        if hook is not None:
+            hook()
+
+
+def _run_stage(folder: Path, config: TrainConfig, quiet: bool, state: RunState) -> dict[str, Any]:
+    """Train unless a finished stage is already there (resuming an unfinished one); its dev summary."""
     finished = finished_run(folder)
     if finished is not None:
         if not quiet:
             log.info("stage %s: cached", folder.name)
-        timings["seconds"][folder.name] = finished.get("seconds", 0.0)
+        state.seconds[folder.name] = finished.get("seconds", 0.0)
         return finished["dev"]
     if not quiet:
         log.info("stage %s: training %s", folder.name, ",".join(config.tasks))
-    result = train(config, folder, quiet=quiet)
-    timings["seconds"][folder.name] = result.seconds
-    timings["trained"].append(folder.name)
+    result = train(config, folder, quiet=quiet, on_start=state.starting)
+    state.seconds[folder.name] = result.seconds
+    state.trained.append(folder.name)
     return result.dev
-
-
-def _scores(summary: dict[str, Any]) -> dict[str, float]:
-    return {**summary["scores"], "avg": summary["bam_avg"]}
-
-
-Stage = tuple[Path, TrainConfig]  # a stage's folder and the configuration that trains it
 
 
 def teacher_stages(config: RunConfig, root: Path, seed: int) -> dict[str, list[Stage]]:
@@ -153,15 +162,13 @@ def _folders(plan: dict[str, list[Stage]]) -> dict[str, list[Path]]:
     return {name: [folder for folder, _ in stages] for name, stages in plan.items()}
 
 
-def run_seed(
-    config: RunConfig, root: Path, seed: int, quiet: bool, timings: dict[str, Any]
-) -> dict[str, Any]:
+def run_seed(config: RunConfig, root: Path, seed: int, quiet: bool, state: RunState) -> dict[str, Any]:
     """Every method of one seed: ``{method: {task: score, "avg": score}}`` plus stage folders."""
     teachers = teacher_stages(config, root, seed)
     single: dict[str, float] = {}
     for stages in teachers.values():
         for member, (folder, teacher) in enumerate(stages):
-            summary = _run_stage(folder, teacher, quiet, timings)
+            summary = _run_stage(folder, teacher, quiet, state)
             if member == 0 and "single" in config.methods:
                 single.update(summary["scores"])
     teacher_folders = _folders(teachers)
@@ -174,7 +181,7 @@ def run_seed(
             continue
         merged: dict[str, float] = {}
         for folder, student in students[method]:
-            merged.update(_run_stage(folder, student, quiet, timings)["scores"])
+            merged.update(_run_stage(folder, student, quiet, state)["scores"])
             stages_run.setdefault(method, []).append(str(folder))
         methods[method] = {**merged, "avg": bam_average(merged)}
     return {"methods": methods, "stages": stages_run}
@@ -194,12 +201,14 @@ def phase_threads(jobs: int, stages: int) -> int:
     return 1 if torch.cuda.is_available() else cpu_threads_per_job(min(jobs, max(stages, 1)))
 
 
-def _train_together(stages: list[Stage], pool: Pool, jobs: int, quiet: bool, timings: dict[str, Any]) -> None:
+def _train_together(stages: list[Stage], pool: Pool, jobs: int, quiet: bool, state: RunState) -> None:
     """Train the unfinished ``stages`` on the pool's processes, reporting each as it ends."""
     todo = [(folder, stage) for folder, stage in stages if finished_run(folder) is None]
     for folder, _ in todo:
         if not quiet:
             log.info("stage %s: queued", folder.name)
+    if todo:
+        state.starting()
     threads = phase_threads(jobs, len(todo))
     results = pool.imap_unordered(_train_stage, [(f, c, threads) for f, c in todo])
     waiting = {folder.name: folder for folder, _ in todo}
@@ -211,7 +220,7 @@ def _train_together(stages: list[Stage], pool: Pool, jobs: int, quiet: bool, tim
                 log.info("%s", progress_line(list(waiting.values())))
             continue
         del waiting[name]
-        timings["trained"].append(name)
+        state.trained.append(name)
         if not quiet:
             log.info("stage %s: trained in %.0f s", name, seconds)
 
@@ -238,9 +247,7 @@ def cpu_threads_per_job(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
 
 
-def train_stages_in_parallel(
-    config: RunConfig, root: Path, jobs: int, quiet: bool, timings: dict[str, Any]
-) -> None:
+def train_stages_in_parallel(config: RunConfig, root: Path, jobs: int, quiet: bool, state: RunState) -> None:
     """``bam run --jobs N``: every seed's teachers on N processes, then every student on N.
 
     Stages are the same as a one-process run's (same folders, same keys), so the collecting pass
@@ -255,7 +262,7 @@ def train_stages_in_parallel(
     try:
         teachers = {seed: teacher_stages(config, root, seed) for seed in config.seeds}
         _train_together(
-            [s for plan in teachers.values() for ss in plan.values() for s in ss], pool, jobs, quiet, timings
+            [s for plan in teachers.values() for ss in plan.values() for s in ss], pool, jobs, quiet, state
         )
         students = [
             stage
@@ -263,7 +270,7 @@ def train_stages_in_parallel(
             for stages in student_stages(config, root, seed, _folders(plan)).values()
             for stage in stages
         ]
-        _train_together(students, pool, jobs, quiet, timings)
+        _train_together(students, pool, jobs, quiet, state)
         pool.close()
     except BaseException:
         pool.terminate()
@@ -302,10 +309,19 @@ def check_output_dir(root: Path, overwrite: bool) -> None:
 
 
 def run(
-    config: RunConfig, root: str | Path, *, quiet: bool = False, overwrite: bool = False, jobs: int = 1
+    config: RunConfig,
+    root: str | Path,
+    *,
+    quiet: bool = False,
+    overwrite: bool = False,
+    jobs: int = 1,
+    on_start: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the whole comparison and write ``results.json`` and ``report.md``; with
-    ``jobs`` > 1, stages that do not depend on each other train in that many processes."""
+    ``jobs`` > 1, stages that do not depend on each other train in that many processes.
+
+    ``on_start`` runs once, when the first stage that will really train has read its data (with
+    ``jobs``: before the first processes start), so a run with nothing left to train never calls it."""
     from bam.report.tables import write_report
 
     root = Path(root)
@@ -314,15 +330,15 @@ def run(
     check_output_dir(root, overwrite)
     atomic_write_json(root / RUN_FILE, {"config": asdict(config)})
     started = time.perf_counter()
-    timings: dict[str, Any] = {"seconds": {}, "trained": []}
+    state = RunState(on_start=on_start)
     if jobs > 1:
-        train_stages_in_parallel(config, root, jobs, quiet, timings)
+        train_stages_in_parallel(config, root, jobs, quiet, state)
         if not quiet:
             log.info("every stage is trained; collecting the results")
     per_seed = {}
     stages = {}
     for seed in config.seeds:
-        outcome = run_seed(config, root, seed, quiet, timings)
+        outcome = run_seed(config, root, seed, quiet, state)
         per_seed[seed] = outcome["methods"]
         stages[seed] = outcome["stages"]
         atomic_write_json(
@@ -336,8 +352,8 @@ def run(
             "seeds": config.seeds,
             "per_seed": {str(s): m for s, m in per_seed.items()},
             "stages": {str(s): st for s, st in stages.items()},
-            "stage_seconds": timings["seconds"],
-            "stages_trained": timings["trained"],
+            "stage_seconds": state.seconds,
+            "stages_trained": state.trained,
             "wall_seconds": time.perf_counter() - started,
             "config": asdict(config),
         },
