@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs
@@ -26,24 +25,16 @@ from tqdm.auto import tqdm
 
 from bam.config import TrainConfig, config_to_dict
 from bam.cpu_dropout import use_cpu_dropout
-from bam.data.batching import collate, epoch_plan, steps_per_epoch, task_shares
-from bam.data.examples import Examples
-from bam.data.features import Features, load_or_tokenize
+from bam.data.batching import epoch_plan, steps_per_epoch, task_shares
 from bam.data.prepare import training_rows
-from bam.distill import (
-    average_teachers,
-    classification_loss,
-    lambda_at,
-    load_outputs_for,
-    regression_loss,
-)
+from bam.distill import lambda_at
 from bam.errors import BamError
 from bam.evaluate import evaluate, load_eval_splits, summarize
 from bam.fileio import atomic_write_json, exclusive_folder, sha256_file
-from bam.model import MODEL_FILE, BamModel, build_model, default_device, save_bam_model
+from bam.model import MODEL_FILE, build_model, default_device, save_bam_model
 from bam.tasks import get_task
-from bam.tasks.spec import TaskSpec
 from bam.train.averaging import weight_average
+from bam.train.batch_loss import batch_loss, load_task_data
 from bam.train.checkpoint import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
@@ -64,79 +55,12 @@ log = logging.getLogger("bam")
 
 
 @dataclass
-class TaskData:
-    """One task's training rows: tokens, gold targets and (optionally) teacher outputs."""
-
-    task: TaskSpec
-    features: Features
-    gold: torch.Tensor  # int64 label ids or float32 scores
-    teacher: torch.Tensor | None
-    fingerprint: str
-
-
-@dataclass
 class TrainResult:
     output_dir: Path
     dev: dict[str, Any]  # summarize() of the kept model
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     examples_per_second: float = 0.0
-
-
-def _task_data(
-    task: TaskSpec, examples: Examples, config: TrainConfig, tokenizer, cache_dir: Path | None
-) -> TaskData:
-    features = load_or_tokenize(examples, tokenizer, config.max_length, cache_dir)
-    assert examples.labels is not None
-    gold = torch.from_numpy(np.asarray(examples.labels))
-    teacher = None
-    files = config.teacher_outputs.get(task.name)
-    if files:
-        outputs = [load_outputs_for(path, examples) for path in files]
-        teacher = torch.from_numpy(
-            average_teachers(outputs, "score" if task.kind == "regression" else "logits")
-        )
-    elif config.lambda_schedule != "gold":
-        raise BamError(
-            f"lambda_schedule {config.lambda_schedule!r} needs teacher outputs for task {task.name} "
-            f"(teacher_outputs.{task.name}=[FILE]) or lambda_schedule=gold"
-        )
-    return TaskData(task, features, gold, teacher, examples.fingerprint())
-
-
-def _batch_loss(
-    model: BamModel,
-    data: list[TaskData],
-    task_ids: np.ndarray,
-    rows: np.ndarray,
-    lam: float,
-    config: TrainConfig,
-    pad_id: int,
-    device: torch.device,
-) -> tuple[torch.Tensor, dict[str, tuple[float, int]]]:
-    """Sum of per-example losses of this process's share of a batch, and per-task sums."""
-    inputs = {k: v.to(device) for k, v in collate([d.features for d in data], task_ids, rows, pad_id).items()}
-    groups = {
-        data[t].task.name: torch.from_numpy(np.flatnonzero(task_ids == t)).to(device)
-        for t in np.unique(task_ids)
-    }
-    outputs = model(**inputs, groups=groups)
-    sums, counts = [], {}
-    for t in np.unique(task_ids):
-        item = data[t]
-        task_rows = torch.from_numpy(rows[task_ids == t])
-        gold = item.gold[task_rows].to(device)
-        teacher = None if item.teacher is None else item.teacher[task_rows].to(device)
-        if item.task.kind == "regression":
-            losses = regression_loss(outputs[item.task.name], gold, teacher, lam)
-        else:
-            losses = classification_loss(outputs[item.task.name], gold, teacher, lam, config.temperature)
-        sums.append(losses.sum())
-        counts[item.task.name] = len(task_rows)
-    stacked = torch.stack(sums)
-    values = stacked.detach().tolist()  # one device sync per step, not one per task
-    per_task = {name: (value, count) for (name, count), value in zip(counts.items(), values, strict=True)}
-    return stacked.sum(), per_task
 
 
 def _tracker_config(config: TrainConfig) -> dict[str, Any]:
@@ -225,7 +149,7 @@ def _train(
         use_cpu_dropout(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     data = [
-        _task_data(task, examples, config, tokenizer, cache_dir)
+        load_task_data(task, examples, config, tokenizer, cache_dir)
         for task, examples in zip(tasks, rows, strict=True)
     ]
     eval_splits = load_eval_splits(tasks, config.data_dir, tokenizer, config.max_length, cache_dir)
@@ -308,7 +232,7 @@ def _train(
             config.lambda_schedule, step, total_steps, config.lambda_constant, config.lambda_horizon
         )
         mine = slice(rank, None, world)
-        loss_sum, per_task = _batch_loss(
+        loss_sum, per_task = batch_loss(
             model, data, batch.task_ids[mine], batch.rows[mine], lam, config, pad_id, accelerator.device
         )
         # DDP averages gradients over processes, so scale to the mean over the whole batch.
