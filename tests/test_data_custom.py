@@ -54,7 +54,7 @@ def test_valid_task_reads_its_files(task_dir: Path) -> None:
     assert task.root == str(task_dir.resolve())
     assert task.splits["train"].path == "data/train.tsv" and task.splits["train"].labeled
     assert task.splits["test"].path == absolute_test and not task.splits["test"].labeled
-    assert task.dev_splits == () and task.test_splits == ("test",) and task.trainable
+    assert task.dev_splits == () and task.test_splits == ("test",) and "train" in task.splits
 
     # Relative paths resolve against the YAML's folder whatever data_dir says (even "hub").
     for data_dir in (None, "hub", "/nonexistent"):
@@ -74,7 +74,7 @@ def test_csv_regression_task(tmp_path: Path) -> None:
     )
     task = load_custom_task(path)
     assert task.kind == "regression" and task.labels == () and task.num_outputs == 1
-    assert task.metrics == ("spearman",) and task.dev_splits == ("dev",) and not task.trainable
+    assert task.metrics == ("spearman",) and task.dev_splits == ("dev",) and "train" not in task.splits
     dev = load_examples(task, "dev", None)
     assert dev.texts == (["a, b", "c"],)
     assert np.array_equal(dev.labels, np.array([1.5, 4.0], dtype=np.float32))

@@ -174,7 +174,7 @@ def test_damaged_finished_run_is_trained_again(tmp_path: Path, reference: Path) 
     assert checkpoint.read_done(out)["run_key"] == checkpoint.read_done(reference)["run_key"]
     model = out / "model" / "model.safetensors"
     model.write_bytes(model.read_bytes()[:-10] + b"0123456789")  # same size, other bytes
-    assert not checkpoint.is_trained(out)
+    assert checkpoint.finished_run(out) is None
     train(_config(), out, quiet=True)
     assert _weights(out) == _weights(reference)
 

@@ -14,8 +14,8 @@ import torch
 from bam.data.load import default_data_dir
 from bam.errors import BamError
 from bam.predict import Predictor
-from bam.report.submit import _missing_test_file, submission_file_names, write_submission
-from bam.tasks import get_task
+from bam.report.submit import _missing_test_file, write_submission
+from bam.tasks import GLUE_TASKS, get_task
 from tests.test_predict import save_tiny_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "glue_min"
@@ -66,7 +66,9 @@ def _test_rows(path: Path) -> list[dict[str, str]]:
 
 
 def test_official_file_names() -> None:
-    assert submission_file_names() == OFFICIAL_NAMES
+    """The task table names every file of a complete GLUE submission, in the official spelling."""
+    names = [task.submission_files[split] for task in GLUE_TASKS.values() for split in task.test_splits]
+    assert names == OFFICIAL_NAMES
 
 
 def test_submission_files_and_missing_list(predictor: Predictor, data_dir: Path, tmp_path: Path) -> None:

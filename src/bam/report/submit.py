@@ -29,11 +29,6 @@ SCORE_RANGE = (0.0, 5.0)  # STS-B, the only GLUE regression task
 HEADER = "index\tprediction\n"
 
 
-def submission_file_names() -> list[str]:
-    """Every file a complete GLUE submission holds, in table order (CoLA.tsv ... AX.tsv)."""
-    return [task.submission_files[split] for task in GLUE_TASKS.values() for split in task.test_splits]
-
-
 def format_predictions(task: TaskSpec, outputs: np.ndarray) -> list[str]:
     """Model outputs → the values a submission file writes (label as the files spell it, or score)."""
     predictions = outputs_to_predictions(outputs, task.kind)

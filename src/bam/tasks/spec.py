@@ -73,7 +73,3 @@ class TaskSpec:
     @property
     def head_name(self) -> str:
         return self.head or self.name
-
-    @property
-    def trainable(self) -> bool:
-        return "train" in self.splits and self.head is None

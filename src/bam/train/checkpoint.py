@@ -278,7 +278,3 @@ def finished_run(output_dir: Path, key: str | None = None) -> dict[str, Any] | N
         log.warning("%s: the finished run's model is missing or damaged; training again", output_dir)
         return None
     return done
-
-
-def is_trained(output_dir: Path) -> bool:
-    return finished_run(output_dir) is not None
