@@ -69,15 +69,13 @@ def batch_loss(
 ) -> tuple[torch.Tensor, dict[str, tuple[float, int]]]:
     """Sum of per-example losses of this process's share of a batch, and per-task sums."""
     inputs = {k: v.to(device) for k, v in collate([d.features for d in data], task_ids, rows, pad_id).items()}
-    groups = {
-        data[t].task.name: torch.from_numpy(np.flatnonzero(task_ids == t)).to(device)
-        for t in np.unique(task_ids)
-    }
+    positions = {int(t): np.flatnonzero(task_ids == t) for t in np.unique(task_ids)}  # in the batch
+    groups = {data[t].task.name: torch.from_numpy(where).to(device) for t, where in positions.items()}
     outputs = model(**inputs, groups=groups)
     sums, counts = [], {}
-    for t in np.unique(task_ids):
+    for t, where in positions.items():
         item = data[t]
-        task_rows = torch.from_numpy(rows[task_ids == t])
+        task_rows = torch.from_numpy(rows[where])
         gold = item.gold[task_rows].to(device)
         teacher = None if item.teacher is None else item.teacher[task_rows].to(device)
         if item.task.kind == "regression":
