@@ -138,6 +138,44 @@ def test_dry_run_tells_how_jobs_schedule_the_stages(capsys) -> None:
     assert "--jobs must be at least 1" in capsys.readouterr().err
 
 
+def test_a_dry_run_on_a_begun_run_says_which_stages_are_trained(tmp_path, capsys) -> None:
+    out = tmp_path / "smoke"
+    (out / "stages").mkdir(parents=True)
+    argv = ["run", "--preset", "smoke", "--output", str(out), "--quiet", "tasks=[rte]"]
+    assert main([*argv, "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"progress in {out}: 0 of 3 stages trained" in lines
+    status = {line.split()[0]: line for line in lines if line.startswith("    ")}
+    assert status["bam"].split()[1:] == ["rte", "s13", "to", "train,", "after", "its", "teachers'", "outputs"]
+    teacher = next(name for name in status if name.startswith("teacher-rte-s13-"))
+    assert status[teacher].endswith(" to train") and any(n.startswith("multi-all-s13-") for n in status)
+
+    assert main(argv) == 0
+    assert main([*argv, "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "3 of 3 stages trained" in printed and f"    {teacher} " in printed
+    trained = json.loads((out / "results.json").read_text())["details"]["stages"]["13"]
+    assert all(Path(folder).name in printed for folders in trained.values() for folder in folders)
+
+    outputs = list((out / "stages").glob("teacher-rte-*/outputs-*.safetensors"))
+    for path in outputs:
+        path.unlink()  # BAM's key reads its teacher's outputs, which a dry run must not record
+    files = sorted(out.rglob("*"))
+    assert main([*argv, "--dry-run"]) == 0
+    assert "2 of 3 stages trained" in capsys.readouterr().out
+    assert outputs and sorted(out.rglob("*")) == files  # nothing written
+
+
+def test_a_stage_with_a_checkpoint_is_shown_at_its_step(tmp_path) -> None:
+    from bam.plan import stage_status
+
+    (tmp_path / "checkpoint").mkdir()
+    state = {"progress": {"step": 1200, "total_steps": 4677, "elapsed": 60.0}}
+    (tmp_path / "checkpoint" / "state.json").write_text(json.dumps(state))
+    assert stage_status(tmp_path) == (False, "checkpoint at step 1,200 of 4,677")
+    assert stage_status(tmp_path / "missing") == (False, "to train")
+
+
 def test_overrides_may_sit_on_both_sides_of_an_option(capsys) -> None:
     argv = ["run", "--preset", "glue5-cpu", "methods.bam_t2=null", "--dry-run", "seeds=[1,2]", "seeds=[4]"]
     assert main(argv) == 0

@@ -135,15 +135,17 @@ def cmd_run(args: argparse.Namespace) -> None:
         raise BamError(f"--jobs must be at least 1, got {args.jobs}")
     if args.jobs > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise BamError("--jobs trains stages in processes of its own: not under accelerate launch")
-    if args.dry_run:
-        from bam.plan import describe_plan
-
-        print(describe_plan(config, args.jobs))
-        return
     name = args.preset or (Path(args.config).stem if args.config else "demo")
     if not args.output:
         check_stage_name(name, "run name")  # runs/<name> must stay under runs/
     output = Path(args.output or Path("runs") / name)
+    if args.dry_run:
+        from bam.plan import describe_plan, describe_progress
+
+        print(describe_plan(config, args.jobs))
+        if (output / "stages").is_dir():  # a run begun: what it holds already
+            print(f"\n{describe_progress(config, output)}")
+        return
     results = run(
         config, output, quiet=args.quiet, overwrite=args.overwrite, jobs=args.jobs, on_start=warn_if_cpus_busy
     )

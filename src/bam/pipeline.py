@@ -120,45 +120,59 @@ def fold_members(config: RunConfig, folds: int) -> slice:
 
 
 def _outputs_read(
-    config: RunConfig, method: str, student: TrainConfig, task: str, folders: list[Path]
+    config: RunConfig, method: str, student: TrainConfig, task: str, folders: list[Path], record: bool
 ) -> list[str]:
-    """The teacher-output files ``method``'s student reads for ``task`` (recorded first): its
-    teachers' own outputs (several: an ensemble), or one file of cross-fitted outputs."""
+    """The teacher-output files ``method``'s student reads for ``task`` (recorded first, unless
+    ``record`` is false): its teachers' own outputs (several: an ensemble), or one file of
+    cross-fitted outputs."""
     folds = config.teacher_folds(method)
     if folds:
-        return [str(cross_fitted_outputs(folders[fold_members(config, folds)], student, task))]
+        return [str(cross_fitted_outputs(folders[fold_members(config, folds)], student, task, record))]
     return [
-        str(record_teacher_outputs(folder, student, task))
+        str(record_teacher_outputs(folder, student, task, record))
         for folder in folders[: config.teacher_count(method)]
     ]
+
+
+def student_stage(
+    config: RunConfig,
+    root: Path,
+    seed: int,
+    method: str,
+    tasks: list[str],
+    teachers: dict[str, list[Path]],
+    record: bool = True,
+) -> Stage:
+    """The stage of ``method``'s student on ``tasks``. A student that distils reads its teachers'
+    outputs on its own training rows, recorded here first (the teachers must be trained); with
+    ``record`` false nothing is recorded, and outputs not yet there are ``NotRecorded``."""
+    names = {task: get_task(task).name for task in tasks}  # a custom task: path → name
+    student = config.student_config(method, tasks, seed)
+    if student.lambda_schedule != "gold":
+        student.teacher_outputs = {
+            names[task]: _outputs_read(config, method, student, task, teachers[names[task]], record)
+            for task in tasks
+        }
+    group = "-".join(names.values()) if len(config.student_groups(method)) > 1 else "all"
+    return stage_dir(root, f"{method}-{group}-s{seed}", student), student
 
 
 def student_stages(
     config: RunConfig, root: Path, seed: int, teachers: dict[str, list[Path]]
 ) -> dict[str, list[Stage]]:
-    """Per student method, its stages. A student that distils reads its teachers' outputs on its
-    own training rows, recorded here first: the teachers must be trained."""
-    plan: dict[str, list[Stage]] = {}
-    for method in config.methods:
-        if method == "single":
-            continue
-        groups = [[t] for t in config.tasks] if config.per_task(method) else [list(config.tasks)]
-        for tasks in groups:
-            names = {task: get_task(task).name for task in tasks}  # a custom task: path → name
-            student = config.student_config(method, tasks, seed)
-            if student.lambda_schedule != "gold":
-                student.teacher_outputs = {
-                    names[task]: _outputs_read(config, method, student, task, teachers[names[task]])
-                    for task in tasks
-                }
-            group = "-".join(names.values()) if len(groups) > 1 else "all"
-            plan.setdefault(method, []).append(
-                (stage_dir(root, f"{method}-{group}-s{seed}", student), student)
-            )
-    return plan
+    """Per student method, its stages (:func:`student_stage`)."""
+    return {
+        method: [
+            student_stage(config, root, seed, method, tasks, teachers)
+            for tasks in config.student_groups(method)
+        ]
+        for method in config.methods
+        if method != "single"
+    }
 
 
-def _folders(plan: dict[str, list[Stage]]) -> dict[str, list[Path]]:
+def stage_folders(plan: dict[str, list[Stage]]) -> dict[str, list[Path]]:
+    """The plan without its configurations: per name, the stage folders."""
     return {name: [folder for folder, _ in stages] for name, stages in plan.items()}
 
 
@@ -171,7 +185,7 @@ def run_seed(config: RunConfig, root: Path, seed: int, quiet: bool, state: RunSt
             summary = _run_stage(folder, teacher, quiet, state)
             if member == 0 and "single" in config.methods:
                 single.update(summary["scores"])
-    teacher_folders = _folders(teachers)
+    teacher_folders = stage_folders(teachers)
     students = student_stages(config, root, seed, teacher_folders)
     methods: dict[str, dict[str, float]] = {}
     stages_run: dict[str, list[str]] = {"single": [str(p) for ps in teacher_folders.values() for p in ps]}
@@ -267,7 +281,7 @@ def train_stages_in_parallel(config: RunConfig, root: Path, jobs: int, quiet: bo
         students = [
             stage
             for seed, plan in teachers.items()
-            for stages in student_stages(config, root, seed, _folders(plan)).values()
+            for stages in student_stages(config, root, seed, stage_folders(plan)).values()
             for stage in stages
         ]
         _train_together(students, pool, jobs, quiet, state)

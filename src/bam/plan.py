@@ -3,12 +3,15 @@
 Works offline: rows come from the data files when they are here, else from the GLUE table's
 official counts; the model's size comes from its config when it can be read, else from a small
 table of published encoder sizes. FLOPs are an estimate (6 × non-embedding parameters × tokens).
+For a run folder that already exists it also says which stages are trained, which will resume
+from a checkpoint, and which are still to train (a run spread over days, or one still going).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from transformers import AutoConfig
@@ -17,11 +20,13 @@ from bam.config import TrainConfig
 from bam.data.batching import steps_per_epoch, task_shares
 from bam.data.load import is_hub
 from bam.data.prepare import fold_assignment, training_rows
+from bam.distill.record import NotRecorded
 from bam.errors import BamError
 from bam.model import resolve_encoder_path
-from bam.pipeline import phase_threads
+from bam.pipeline import phase_threads, stage_folders, student_stage, teacher_stages
 from bam.run_config import RunConfig
 from bam.tasks import get_task
+from bam.train.checkpoint import checkpoint_progress, finished_run
 
 # (layers, hidden, intermediate) of common encoders, for planning without network access.
 PUBLISHED_SIZES = {
@@ -160,7 +165,7 @@ def describe_plan(config: RunConfig, jobs: int = 1) -> str:
     for method in config.methods:
         if method == "single":
             continue
-        groups = [[t] for t in config.tasks] if config.per_task(method) else [list(config.tasks)]
+        groups = config.student_groups(method)
         student_stages += len(groups)
         for tasks in groups:
             cfg = config.student_config(method, tasks, seed)
@@ -200,3 +205,47 @@ def _order_line(teachers: int, students: int, seeds: int, jobs: int) -> str:
         f"order (--jobs {jobs}): {phase(teachers * seeds, 'teacher')}, then "
         f"{phase(students * seeds, 'student')}; one GPU is shared"
     )
+
+
+def stage_status(folder: Path) -> tuple[bool, str]:
+    """Whether the stage in ``folder`` is trained, and a few words on where it stands."""
+    done = finished_run(folder)
+    if done is not None:
+        return True, f"trained ({done.get('seconds', 0.0):,.0f} s)"
+    progress = checkpoint_progress(folder)
+    if progress is not None and progress.get("total_steps"):
+        return False, f"checkpoint at step {progress['step']:,} of {progress['total_steps']:,}"
+    return False, "to train"
+
+
+def _seed_progress(config: RunConfig, root: Path, seed: int) -> list[tuple[str, bool, str]]:
+    """Every stage of one seed: its folder name (a student not yet keyed: its method), whether it
+    is trained, and where it stands."""
+    teachers = teacher_stages(config, root, seed)
+    rows = [(folder.name, *stage_status(folder)) for stages in teachers.values() for folder, _ in stages]
+    for method in (m for m in config.methods if m != "single"):  # Single is the teachers
+        for tasks in config.student_groups(method):
+            try:
+                folder, _ = student_stage(
+                    config, root, seed, method, tasks, stage_folders(teachers), record=False
+                )
+            except NotRecorded:
+                rows.append(
+                    (f"{method} {'+'.join(tasks)} s{seed}", False, "to train, after its teachers' outputs")
+                )
+                continue
+            rows.append((folder.name, *stage_status(folder)))
+    return rows
+
+
+def describe_progress(config: RunConfig, root: Path) -> str:
+    """Where the run folder ``root`` stands on this plan, stage by stage; reads, writes nothing.
+
+    A student's folder name depends on its teachers' outputs, which a dry run does not record: a
+    student whose outputs are not there yet is listed by method, to train after its teachers."""
+    per_seed = {seed: _seed_progress(config, root, seed) for seed in config.seeds}
+    rows = [row for seed_rows in per_seed.values() for row in seed_rows]
+    lines = [f"progress in {root}: {sum(done for _, done, _ in rows)} of {len(rows)} stages trained"]
+    for seed, seed_rows in per_seed.items():
+        lines += [f"  seed {seed}", *(f"    {name:<44} {status}" for name, _, status in seed_rows)]
+    return "\n".join(lines)

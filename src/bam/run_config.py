@@ -63,6 +63,10 @@ class RunConfig:
     def per_task(self, method: str) -> bool:
         return bool(self.methods[method].get(PER_TASK_KEY, False))
 
+    def student_groups(self, method: str) -> list[list[str]]:
+        """The task lists ``method`` trains a student on each: all tasks together, or each alone."""
+        return [[t] for t in self.tasks] if self.per_task(method) else [list(self.tasks)]
+
     def teacher_count(self, method: str) -> int:
         """Teachers per task that ``method`` distils from (their outputs averaged)."""
         return int(self.methods[method].get(TEACHERS_KEY, self.teachers_per_task))

@@ -38,20 +38,35 @@ log = logging.getLogger("bam")
 TEACHER_BATCH = 32
 
 
+class NotRecorded(BamError):
+    """Teacher outputs looked up without recording them (``bam run --dry-run``) are not there yet."""
+
+
+def _model_hash(teacher_dir: Path, record: bool) -> str:
+    """The teacher's model file checksum; an untrained teacher is :class:`NotRecorded` when only looking."""
+    model_file = teacher_dir / MODEL_DIR / MODEL_FILE
+    if not record and not model_file.is_file():
+        raise NotRecorded(f"{teacher_dir}: not trained yet")
+    return sha256_file(model_file)
+
+
 def _cached(
     path: Path,
     task: TaskSpec,
     examples: Examples,
     teacher_hash: str,
-    compute: Callable[[], tuple[np.ndarray, dict[str, Any]]],
+    compute: Callable[[], tuple[np.ndarray, dict[str, Any]]] | None,
 ) -> Path:
     """``path`` if it holds outputs of this teacher on exactly these rows; else ``compute()`` the
-    outputs (and their tokenizer, max_length and kind) and write them there."""
+    outputs (and their tokenizer, max_length and kind) and write them there. With no ``compute``
+    (only looking), outputs that are not there are :class:`NotRecorded`."""
     try:
         load_outputs_for(path, examples, teacher_hash)
         return path
     except BamError:
-        pass  # missing, stale or damaged: compute again
+        if compute is None:
+            raise NotRecorded(f"{path}: not recorded yet") from None
+        # missing, stale or damaged: compute again
     outputs, provenance = compute()
     save_teacher_outputs(
         path,
@@ -65,8 +80,9 @@ def _cached(
     return path
 
 
-def record_outputs(teacher_dir: Path, task: TaskSpec, examples: Examples) -> Path:
-    """The teacher's outputs on ``examples`` of ``task``, cached next to the teacher (keyed by the rows)."""
+def record_outputs(teacher_dir: Path, task: TaskSpec, examples: Examples, record: bool = True) -> Path:
+    """The teacher's outputs on ``examples`` of ``task``, cached next to the teacher (keyed by the
+    rows); with ``record`` false, only the file already there (else :class:`NotRecorded`)."""
     model_dir = teacher_dir / MODEL_DIR
 
     def predict() -> tuple[np.ndarray, dict[str, Any]]:
@@ -86,13 +102,15 @@ def record_outputs(teacher_dir: Path, task: TaskSpec, examples: Examples) -> Pat
         }
 
     path = teacher_dir / f"outputs-{fingerprint(examples.fingerprint())}.safetensors"
-    return _cached(path, task, examples, sha256_file(model_dir / MODEL_FILE), predict)
+    return _cached(path, task, examples, _model_hash(teacher_dir, record), predict if record else None)
 
 
-def record_teacher_outputs(teacher_dir: Path, student: TrainConfig, task_name: str) -> Path:
+def record_teacher_outputs(
+    teacher_dir: Path, student: TrainConfig, task_name: str, record: bool = True
+) -> Path:
     """The teacher's outputs on the student's training rows of ``task_name``."""
     task = get_task(task_name)
-    return record_outputs(teacher_dir, task, training_rows(task, student))
+    return record_outputs(teacher_dir, task, training_rows(task, student), record)
 
 
 def combined_hash(hashes: list[str]) -> str:
@@ -100,14 +118,16 @@ def combined_hash(hashes: list[str]) -> str:
     return hashlib.sha256("\n".join(hashes).encode("ascii")).hexdigest()
 
 
-def cross_fitted_outputs(fold_dirs: list[Path], student: TrainConfig, task_name: str) -> Path:
+def cross_fitted_outputs(
+    fold_dirs: list[Path], student: TrainConfig, task_name: str, record: bool = True
+) -> Path:
     """Out-of-fold outputs on the student's rows: row r from fold teacher ``fold(r)``, which never
     saw it. ``fold_dirs[i]`` is the trained teacher that left fold i of ``len(fold_dirs)`` out;
     the file is cached next to ``fold_dirs[0]``."""
     task = get_task(task_name)
     examples = training_rows(task, student)
     folds = training_folds(task, student, len(fold_dirs))
-    hashes = [sha256_file(folder / MODEL_DIR / MODEL_FILE) for folder in fold_dirs]
+    hashes = [_model_hash(folder, record) for folder in fold_dirs]
 
     def assemble() -> tuple[np.ndarray, dict[str, Any]]:
         parts = []
@@ -129,4 +149,4 @@ def cross_fitted_outputs(fold_dirs: list[Path], student: TrainConfig, task_name:
         }
 
     path = fold_dirs[0] / f"cross-fit-{fingerprint(examples.fingerprint())}.safetensors"
-    return _cached(path, task, examples, combined_hash(hashes), assemble)
+    return _cached(path, task, examples, combined_hash(hashes), assemble if record else None)
