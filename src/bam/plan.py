@@ -223,12 +223,11 @@ def _seed_progress(config: RunConfig, root: Path, seed: int) -> list[tuple[str, 
     is trained, and where it stands."""
     teachers = teacher_stages(config, root, seed)
     rows = [(folder.name, *stage_status(folder)) for stages in teachers.values() for folder, _ in stages]
+    folders = stage_folders(teachers)
     for method in (m for m in config.methods if m != "single"):  # Single is the teachers
         for tasks in config.student_groups(method):
             try:
-                folder, _ = student_stage(
-                    config, root, seed, method, tasks, stage_folders(teachers), record=False
-                )
+                folder, _ = student_stage(config, root, seed, method, tasks, folders, record=False)
             except NotRecorded:
                 rows.append(
                     (f"{method} {'+'.join(tasks)} s{seed}", False, "to train, after its teachers' outputs")
