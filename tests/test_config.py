@@ -57,12 +57,28 @@ def test_run_config_presets_validate_and_layer() -> None:
 
 
 def test_run_config_refuses_typos_in_any_section() -> None:
-    with pytest.raises(BamError, match=r"unknown key learning_rat \(did you mean learning_rate\?\)"):
+    with pytest.raises(BamError, match=r"^student: unknown key learning_rat \(did you mean learning_rate"):
         load_run_config("smoke", None, ["student.learning_rat=1"])
     with pytest.raises(BamError, match="unknown key sed"):
         load_run_config("smoke", None, ["sed=[1]"])
     with pytest.raises(BamError, match="unknown preset 'nope'"):
         load_run_config("nope", None, [])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["train.lr=1"], "train: unknown key lr"),
+        (["train.max_length=1"], "train: max_length must be at least 2"),
+        (["teacher.epochs=0"], "teacher: epochs must be a positive number"),
+        (["student.dropout=1"], "student: dropout must be in"),
+        (["methods.bam.lr=1"], "methods.bam: unknown key lr"),
+        (["methods=null", "student.lr=1"], "student: unknown key lr"),  # read by no method: still a typo
+    ],
+)
+def test_run_config_names_the_section_that_holds_a_bad_key(overrides: list[str], message: str) -> None:
+    with pytest.raises(BamError, match="^" + re.escape(message)):
+        load_run_config("smoke", None, overrides)
 
 
 def test_run_config_counts_teachers_per_method() -> None:

@@ -100,6 +100,7 @@ class RunConfig:
             raise BamError("seeds: at least one seed is needed")
         if self.teachers_per_task < 1:
             raise BamError("teachers_per_task must be at least 1")
+        self._check_sections()
         for method, overrides in self.methods.items():
             if method == "single":
                 if overrides:
@@ -115,13 +116,22 @@ class RunConfig:
             student = self.student_config(method, self.tasks, self.seeds[0])
             if FOLDS_KEY in overrides:
                 self._check_folds(method, overrides[FOLDS_KEY], student)
+        self.teacher_config(self.tasks[0], self.seeds[0])
+
+    def _check_sections(self) -> None:
+        """Check ``train``, ``teacher`` and ``student`` each on its own, so a bad key is named by
+        the section that holds it (not by the first method that reads it) and is refused even
+        when no method reads it. TrainConfig checks each value alone, so this is exact."""
         sections = {"train": self.train, "teacher": self.teacher, "student": self.student}
-        sections.update({f"methods.{method}": values for method, values in self.methods.items()})
-        for section, values in sections.items():
+        methods = {f"methods.{name}": v for name, v in self.methods.items() if isinstance(v, dict)}
+        for section, values in {**sections, **methods}.items():
             for key in CROSS_FIT_FIELDS:
                 if key in values:
                     raise BamError(f"{section}.{key}: bam run sets it for its fold teachers; use {FOLDS_KEY}")
-        self.teacher_config(self.tasks[0], self.seeds[0])
+        first_stage = {"tasks": self.tasks[:1], "seed": self.seeds[0]}
+        for section, values in sections.items():
+            defaults = STUDENT_DEFAULTS if section == "student" else TEACHER_DEFAULTS
+            build_dataclass(TrainConfig, {**deep_merge(defaults, values), **first_stage}, section)
 
     def _check_folds(self, method: str, folds: Any, student: TrainConfig) -> None:
         """Cross-fitting needs one teacher per task, a student that reads it, and the same rows."""
