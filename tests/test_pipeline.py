@@ -53,9 +53,12 @@ def test_smoke_run_writes_all_methods_and_reuses_stages(tmp_path, capsys) -> Non
     shared = tmp_path / "ablation"
     shared.mkdir()
     (shared / "stages").symlink_to(out / "stages", target_is_directory=True)
-    assert main(["run", "--preset", "smoke", "--output", str(shared), "--quiet"]) == 0
+    # A description labels the run (plan and report) without retraining anything.
+    label = ["description=the smoke run, relabelled"]
+    assert main(["run", "--preset", "smoke", "--output", str(shared), "--quiet", *label]) == 0
     reused = json.loads((shared / "results.json").read_text())
     assert reused["details"]["stages_trained"] == [] and reused["methods"] == results["methods"]
+    assert (shared / "report.md").read_text().startswith("# bam run report\n\nthe smoke run, relabelled\n")
 
 
 def test_a_method_can_distil_from_a_teacher_ensemble(tmp_path) -> None:
@@ -126,11 +129,10 @@ def test_paper_recipe_dry_run_works_offline(capsys) -> None:
 
 
 def test_dry_run_tells_how_jobs_schedule_the_stages(capsys) -> None:
-    assert main(["run", "--preset", "glue5-cpu", "--dry-run"]) == 0
-    assert (
-        "order: one stage at a time, seed by seed, teachers first (8 stages per seed)"
-        in capsys.readouterr().out
-    )
+    assert main(["run", "--preset", "glue5-cpu", "--dry-run", "description=CoLA, boosted"]) == 0
+    plan = capsys.readouterr().out
+    assert plan.startswith("CoLA, boosted\n\nplan: 5 tasks")
+    assert "order: one stage at a time, seed by seed, teachers first (8 stages per seed)" in plan
     assert main(["run", "--preset", "glue5-cpu", "--dry-run", "--jobs", "3", "seeds=[1,2]"]) == 0
     out = capsys.readouterr().out
     assert "all 10 teacher stages 3 at a time (" in out and "then all 6 student stages 3 at a time (" in out

@@ -45,7 +45,7 @@ class RunConfig:
     teacher: dict[str, Any] = field(default_factory=dict)  # TrainConfig keys for teachers
     student: dict[str, Any] = field(default_factory=dict)  # TrainConfig keys for students
     methods: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(DEFAULT_METHODS))
-    description: str = ""
+    description: str = ""  # what the run is for: the first lines of its plan and its report
 
     def teacher_config(self, task: str, seed: int) -> TrainConfig:
         values = deep_merge(deep_merge(TEACHER_DEFAULTS, self.train), self.teacher)

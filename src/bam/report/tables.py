@@ -142,9 +142,9 @@ def write_report(root: Path, results: dict[str, Any]) -> Path:
 
     details = results["details"]
     seeds = details["seeds"]
-    parts = [
-        "# bam run report",
-        "",
+    description = str(details["config"].get("description") or "").strip()
+    parts = ["# bam run report", "", *([description, ""] if description else [])]
+    parts += [
         f"Dev-set scores in percent (CoLA: Matthews corr.; STS-B: Spearman; others: accuracy); "
         f"`avg` is BAM's average over the tasks run (WNLI excluded). "
         f"{'Median over seeds ' + ', '.join(map(str, seeds)) if len(seeds) > 1 else f'Seed {seeds[0]}'}.",
