@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from bam.cpu_inference import onednn_linears
 from bam.data.batching import collate, inference_order
 from bam.data.features import Features
 from bam.model import BamModel
+from bam.progress import progress_bar
 
 
 @torch.inference_mode()
@@ -35,7 +35,7 @@ def predict_outputs(
     task_ids = np.zeros(n, dtype=np.int64)
     batches = inference_order(features.lengths, batch_size)
     with onednn_linears(model):
-        for rows in tqdm(batches, desc=progress, disable=progress is None, leave=False, unit="batch"):
+        for rows in progress_bar(batches, desc=progress, disable=progress is None, leave=False, unit="batch"):
             inputs = {k: v.to(device) for k, v in collate([features], task_ids[rows], rows, pad_id).items()}
             everything = torch.arange(len(rows), device=device)
             out[rows] = model(**inputs, groups={head: everything})[head].float().cpu().numpy()

@@ -21,7 +21,6 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs
-from tqdm.auto import tqdm
 
 from bam.config import TrainConfig, config_to_dict
 from bam.cpu_dropout import use_cpu_dropout
@@ -32,6 +31,7 @@ from bam.errors import BamError
 from bam.evaluate import evaluate, load_eval_splits, summarize
 from bam.fileio import atomic_write_json, exclusive_folder, sha256_file
 from bam.model import MODEL_FILE, build_model, default_device, save_bam_model
+from bam.progress import progress_bar
 from bam.tasks import get_task
 from bam.train.averaging import weight_average
 from bam.train.batch_loss import batch_loss, load_task_data
@@ -208,7 +208,7 @@ def _train(
         {d.task.name: len(d.features) for d in data}, config.sampling_alpha, config.sampling_boost
     )
     model.train()
-    bar = tqdm(
+    bar = progress_bar(
         total=total_steps,
         initial=progress["step"],
         disable=quiet or not accelerator.is_main_process,
