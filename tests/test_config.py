@@ -34,6 +34,8 @@ def test_train_config_layers_file_then_overrides(tmp_path) -> None:
     ("override", "message"),
     [
         ("learnin_rate=1", "unknown key learnin_rate (did you mean learning_rate?)"),
+        ("lr=1", "unknown key lr (did you mean learning_rate?)"),
+        ("wd=0.1", "unknown key wd (did you mean weight_decay?)"),
         ("batch_size=1.5", "batch_size must be int"),
         ("batch_size=abc", "batch_size must be int"),
         ("random_init=maybe", "random_init must be bool"),
@@ -68,7 +70,7 @@ def test_run_config_refuses_typos_in_any_section() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["train.lr=1"], "train: unknown key lr"),
+        (["train.lr=1"], "train: unknown key lr (did you mean learning_rate?)"),
         (["train.max_length=1"], "train: max_length must be at least 2"),
         (["teacher.epochs=0"], "teacher: epochs must be a positive number"),
         (["student.dropout=1"], "student: dropout must be in"),

@@ -180,6 +180,14 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     raise BamError(f"{source}: {key} must be {_type_name(tp)}, got {value!r}")
 
 
+def _closest_key(key: str, names: list[str]) -> str | None:
+    """The field a mistyped key most likely meant: a near spelling, or the field whose words'
+    initials it is (``lr`` → learning_rate, ``wd`` → weight_decay)."""
+    close = difflib.get_close_matches(key, names, n=1)
+    initials = [name for name in names if "".join(word[0] for word in name.split("_")) == key.lower()]
+    return close[0] if close else initials[0] if len(initials) == 1 else None  # `t`: tasks or temperature?
+
+
 def build_dataclass(cls: type, values: dict[str, Any], source: str, prefix: str = "") -> Any:
     """Make ``cls`` from a mapping, refusing unknown keys and wrong types with the key's name."""
     hints = typing.get_type_hints(cls)
@@ -187,8 +195,8 @@ def build_dataclass(cls: type, values: dict[str, Any], source: str, prefix: str 
     kwargs = {}
     for key, value in values.items():
         if key not in hints:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            close = _closest_key(str(key), names)
+            hint = f" (did you mean {prefix}{close}?)" if close else ""
             raise BamError(f"{source}: unknown key {prefix}{key}{hint}")
         if dataclasses.is_dataclass(hints[key]):
             if not isinstance(value, dict):
