@@ -116,7 +116,8 @@ def describe_plan(config: RunConfig, jobs: int = 1) -> str:
     teacher = config.teacher_config(config.tasks[0], seed)
     params, size_source = non_embedding_parameters(teacher)
     folds = config.fold_counts()
-    lines = [config.description.strip(), ""] if config.description.strip() else []
+    description = config.description.strip()
+    lines = [description, ""] if description else []
     lines += [
         f"plan: {len(config.tasks)} tasks × {len(config.seeds)} seed(s), "
         f"{config.teachers_needed()} teacher(s) per task"
