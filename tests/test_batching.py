@@ -71,6 +71,21 @@ def test_single_task_epoch_sees_every_row_once_and_plan_repeats() -> None:
     assert any((a.rows != b.rows).any() for a, b in zip(plan, other, strict=False))
 
 
+@pytest.mark.parametrize("sizes", [[1000], [700, 301], [6], [64]])
+def test_no_batch_is_smaller_than_the_processes_that_share_it(sizes: list[int]) -> None:
+    """1,001 rows in batches of 32 leave a last batch of 9: too few for 16 processes."""
+    lengths = [np.random.default_rng(0).integers(5, 90, size=n) for n in sizes]
+    for processes in (1, 4, 16):
+        plan = epoch_plan(lengths, 32, 0.75, seed=3, epoch=0, min_rows=processes)
+        assert len(plan) == steps_per_epoch(sizes, 32, min_rows=processes)
+        assert sum(len(b.rows) for b in plan) == sum(sizes)
+        if sum(sizes) >= processes:
+            assert min(len(b.rows) for b in plan) >= processes
+    merged = epoch_plan(lengths, 32, 0.75, seed=3, epoch=0, min_rows=16)
+    plain = epoch_plan(lengths, 32, 0.75, seed=3, epoch=0)
+    assert len(plain) - len(merged) == (0 < sum(sizes) % 32 < 16 and len(plain) > 1)
+
+
 def test_length_grouping_reduces_padding() -> None:
     lengths = [np.random.default_rng(0).integers(5, 120, size=3200)]
     plan = epoch_plan(lengths, 32, 0.75, seed=0, epoch=0)

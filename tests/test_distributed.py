@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,10 +15,10 @@ from tests.conftest import TINY
 pytestmark = pytest.mark.slow
 
 
-def _train(out, processes: int, tmp_path) -> list[float]:
+def _train(out, processes: int, tmp_path, rte_rows: int = 64) -> list[float]:
     overrides = [
         "random_init=true", f"encoder_overrides={TINY}".replace("'", ""), "max_length=64", "batch_size=16",
-        "train_cap.rte=64", "train_cap.stsb=64", "epochs=1", "dropout=0.0", "learning_rate=1e-3",
+        f"train_cap.rte={rte_rows}", "train_cap.stsb=64", "epochs=1", "dropout=0.0", "learning_rate=1e-3",
         "checkpoint_every=0", "log_with=[tensorboard]", "num_threads=1",
     ]  # fmt: skip
     cli = [
@@ -52,3 +53,12 @@ def test_two_processes_give_the_same_losses_as_one(tmp_path) -> None:
     double = _train(tmp_path / "two", 2, tmp_path)
     assert len(single) == len(double) > 4
     assert double == pytest.approx(single, rel=1e-4)
+
+
+def test_a_one_row_last_batch_joins_the_batch_before_it(tmp_path) -> None:
+    """113 rows in batches of 16 end in a batch of 1: split over two processes, one got none and
+    the run crashed (`max() arg is an empty sequence`). Now that row joins the batch before it."""
+    losses = _train(tmp_path / "two", 2, tmp_path, rte_rows=49)
+    assert len(losses) == 7
+    record = json.loads((tmp_path / "two" / "train_done.json").read_text())
+    assert record["hardware"].startswith("2 ×")

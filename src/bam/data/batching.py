@@ -51,8 +51,13 @@ def epoch_plan(
     epoch: int,
     group_batches: int = 50,
     boosts: list[float] | None = None,
+    min_rows: int = 1,
 ) -> list[PlannedBatch]:
-    """The batches of one epoch: as many examples as all tasks together, tasks drawn ∝ w·|D|^α."""
+    """The batches of one epoch: as many examples as all tasks together, tasks drawn ∝ w·|D|^α.
+
+    A last batch with fewer than ``min_rows`` rows joins the one before it: data-parallel
+    training splits each batch across its processes, and none may be left without a row.
+    """
     rng = np.random.default_rng([seed, epoch])
     sizes = np.array([len(x) for x in lengths], dtype=np.int64)
     total = int(sizes.sum())
@@ -72,15 +77,21 @@ def epoch_plan(
         chunk_tasks, chunk_rows = task_ids[part][by_length], rows[part][by_length]
         for b in range(0, len(by_length), batch_size):
             batches.append(PlannedBatch(chunk_tasks[b : b + batch_size], chunk_rows[b : b + batch_size]))
+    if len(batches) > 1 and len(batches[-1].rows) < min_rows:
+        tail, last = batches.pop(), batches.pop()
+        merged_tasks = np.concatenate([last.task_ids, tail.task_ids])
+        batches.append(PlannedBatch(merged_tasks, np.concatenate([last.rows, tail.rows])))
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def steps_per_epoch(sizes: list[int], batch_size: int, group_batches: int = 50) -> int:
+def steps_per_epoch(sizes: list[int], batch_size: int, group_batches: int = 50, min_rows: int = 1) -> int:
     """Number of batches :func:`epoch_plan` yields (full chunks plus a shorter last one)."""
     total = sum(sizes)
     chunk = batch_size * group_batches
     full, rest = divmod(total, chunk)
-    return full * group_batches + -(-rest // batch_size)
+    steps = full * group_batches + -(-rest // batch_size)
+    short_tail = 0 < total % batch_size < min_rows
+    return steps - 1 if steps > 1 and short_tail else steps
 
 
 def inference_order(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:

@@ -154,9 +154,6 @@ def _train(
     ]
     eval_splits = load_eval_splits(tasks, config.data_dir, tokenizer, config.max_length, cache_dir)
     lengths = [d.features.lengths for d in data]
-    per_epoch = steps_per_epoch([len(x) for x in lengths], config.batch_size)
-    total_steps = max(1, math.ceil(config.epochs * per_epoch))
-    eval_every = config.eval_every or per_epoch
 
     kwargs = [DistributedDataParallelKwargs(find_unused_parameters=len(tasks) > 1)]
     log_with = [name for name in config.log_with if name]
@@ -172,6 +169,12 @@ def _train(
         if not log_with:
             raise
         raise BamError(f"log_with: {str(err).splitlines()[0]}") from None
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if min(config.batch_size, sum(len(x) for x in lengths)) < world:
+        raise BamError(f"batch_size: {config.batch_size} rows cannot be split across {world} processes")
+    per_epoch = steps_per_epoch([len(x) for x in lengths], config.batch_size, min_rows=world)
+    total_steps = max(1, math.ceil(config.epochs * per_epoch))
+    eval_every = config.eval_every or per_epoch
     optimizer = build_optimizer(model, config.learning_rate, config.weight_decay, config.layerwise_decay)
     if accelerator.is_main_process:
         held.enter_context(exclusive_folder(output_dir))  # one writer per run folder
@@ -202,7 +205,6 @@ def _train(
     if accelerator.is_main_process:
         atomic_write_json(output_dir / CONFIG_FILE, config_to_dict(config))
 
-    world, rank = accelerator.num_processes, accelerator.process_index
     boosts = [config.sampling_boost.get(d.task.name, 1.0) for d in data]
     shares = task_shares(
         {d.task.name: len(d.features) for d in data}, config.sampling_alpha, config.sampling_boost
@@ -223,7 +225,13 @@ def _train(
         if epoch != plan_epoch:
             plan, plan_epoch = (
                 epoch_plan(
-                    lengths, config.batch_size, config.sampling_alpha, config.seed, epoch, boosts=boosts
+                    lengths,
+                    config.batch_size,
+                    config.sampling_alpha,
+                    config.seed,
+                    epoch,
+                    boosts=boosts,
+                    min_rows=world,
                 ),
                 epoch,
             )
