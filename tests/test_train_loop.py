@@ -16,7 +16,7 @@ from bam.data.prepare import training_examples
 from bam.distill.store import save_teacher_outputs
 from bam.errors import BamError
 from bam.tasks import get_task
-from bam.train.loop import train
+from bam.train.loop import selection_score, train
 
 
 def _config(values: dict, **extra) -> TrainConfig:
@@ -88,3 +88,12 @@ def test_the_weight_average_is_what_is_evaluated_and_kept(tmp_path, tiny_train_v
     assert runs["last"].dev == runs["plain"].dev
     moved = [k for k, v in weights["ema"].items() if not torch.equal(weights["plain"][k], v)]
     assert "heads.rte.1.weight" in moved and any(k.startswith("encoder.") for k in moved)
+
+
+def test_the_kept_model_is_chosen_even_when_no_task_counts_towards_the_bam_average() -> None:
+    """WNLI alone has no BAM average (NaN), and NaN > NaN is never true: the first evaluation was
+    kept whatever came after. The task scores' mean decides instead."""
+    first = {"bam_avg": float("nan"), "scores": {"wnli": 43.66}}
+    later = {"bam_avg": float("nan"), "scores": {"wnli": 56.34}}
+    assert selection_score(later) > selection_score(first)
+    assert selection_score({"bam_avg": 70.0, "scores": {"rte": 60.0, "wnli": 90.0}}) == 70.0

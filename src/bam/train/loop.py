@@ -70,6 +70,13 @@ def _tracker_config(config: TrainConfig) -> dict[str, Any]:
     return flat
 
 
+def selection_score(dev: dict) -> float:
+    """The dev score that picks the model to keep: BAM's average, or the mean of the task scores
+    when no trained task counts towards it (WNLI alone), where NaN would never compare better."""
+    average = dev["bam_avg"]
+    return average if not math.isnan(average) else sum(dev["scores"].values()) / len(dev["scores"])
+
+
 def _distributed_on_cpu() -> bool:
     """Several processes and no GPU: accelerate needs ``cpu=True`` to join them with gloo."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
@@ -281,7 +288,7 @@ def _train(
             if not quiet and accelerator.is_main_process:
                 scores = " ".join(f"{k}={v:.2f}" for k, v in summary["scores"].items())
                 bar.write(f"step {done}/{total_steps} dev {scores} avg={summary['bam_avg']:.2f}")
-            better = progress["best"] is None or summary["bam_avg"] > progress["best"]["bam_avg"]
+            better = progress["best"] is None or selection_score(entry) > selection_score(progress["best"])
             if (better or not config.keep_best) and accelerator.is_main_process:
                 save_bam_model(
                     kept,
