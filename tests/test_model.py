@@ -24,8 +24,9 @@ FAMILIES = {
     "bert": lambda: BertConfig(**SMALL),
     "roberta": lambda: RobertaConfig(**SMALL, pad_token_id=1, type_vocab_size=1),
     "electra": lambda: ElectraConfig(**SMALL, embedding_size=16),
-    "deberta-v2": lambda: DebertaV2Config(
-        **SMALL, relative_attention=True, position_buckets=8, type_vocab_size=0
+    "deberta-v2": lambda: DebertaV2Config(  # with v3's norm of the relative embeddings, xlarge's conv
+        **SMALL, relative_attention=True, position_buckets=8, type_vocab_size=0, norm_rel_ebd="layer_norm",
+        conv_kernel_size=3,
     ),
 }
 HEADS = [
@@ -69,8 +70,10 @@ def test_layerwise_multipliers_follow_depth(family: str) -> None:
             assert value == pytest.approx(0.9 ** (n + 2 - 1))
         elif ".layer.2." in name:
             assert value == pytest.approx(0.9 ** (n + 2 - 3))
-        elif "word_embeddings" in name:
-            assert value == pytest.approx(0.9 ** (n + 2))
+        elif "word_embeddings" in name or name.startswith("encoder.encoder.LayerNorm."):
+            assert value == pytest.approx(0.9 ** (n + 2))  # DeBERTa's norm of the relative embeddings
+        elif name.startswith("encoder.encoder.conv."):
+            assert value == pytest.approx(0.9 ** (n + 2 - 1))  # joins the first layer's output
         elif "pooler" in name:
             assert value == pytest.approx(0.9)
     assert set(layerwise_multipliers(model, 1.0).values()) == {1.0}

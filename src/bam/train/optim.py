@@ -2,7 +2,9 @@
 
 Depth counts from the bottom: embeddings 0, transformer layer i → i+1, the pooler (and any other
 encoder parameter above the layers) n+1, task heads n+2. A parameter's learning rate is
-``base · decay^(n+2 − depth)``: heads get the full rate, lower layers less. Biases and
+``base · decay^(n+2 − depth)``: heads get the full rate, lower layers less. The pooler's level is
+counted even when mean pooling leaves it empty, as in ELECTRA's ``_get_layer_lrs``: the top
+transformer layer gets ``decay²`` either way, so a run's rates do not depend on its pooling. Biases and
 normalisation weights (every 1-D parameter) get no weight decay.
 """
 
@@ -24,8 +26,13 @@ def num_layers(model: BamModel) -> int:
     return int(getattr(config, "num_hidden_layers", 0) or getattr(config, "n_layers", 0))
 
 
-def parameter_depth(name: str, n_layers: int) -> int:
-    """Depth of a parameter by its name in a :class:`BamModel`."""
+def parameter_depth(name: str, n_layers: int, relative_positions: bool = False) -> int:
+    """Depth of a parameter by its name in a :class:`BamModel`.
+
+    ``relative_positions``: the encoder has DeBERTa-v2's relative position embeddings, whose norm
+    sits in the encoder stack as ``encoder.LayerNorm`` (a name that in XLM-R XL is the top norm),
+    beside the convolution that joins the first layer's output (``encoder.conv``).
+    """
     if name.startswith("heads."):
         return n_layers + 2
     match = _LAYER.search(name)
@@ -33,15 +40,19 @@ def parameter_depth(name: str, n_layers: int) -> int:
         return int(match.group(1)) + 1
     # Embeddings and what feeds them: word/position/type embeddings, ELECTRA's projection,
     # DeBERTa-v2's relative position embeddings and their norm.
-    if "embeddings" in name or "rel_embeddings" in name:
+    if "embeddings" in name or (relative_positions and name.startswith("encoder.encoder.LayerNorm.")):
         return 0
+    if relative_positions and name.startswith("encoder.encoder.conv."):
+        return 1
     return n_layers + 1
 
 
 def layerwise_multipliers(model: BamModel, decay: float) -> dict[str, float]:
     """Learning-rate multiplier per parameter name (1.0 for the heads)."""
     n = num_layers(model)
-    return {name: decay ** (n + 2 - parameter_depth(name, n)) for name, _ in model.named_parameters()}
+    names = [name for name, _ in model.named_parameters()]
+    relative = any(".rel_embeddings." in name for name in names)
+    return {name: decay ** (n + 2 - parameter_depth(name, n, relative)) for name in names}
 
 
 def build_optimizer(
