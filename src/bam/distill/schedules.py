@@ -21,7 +21,7 @@ def _linear(step: int, total_steps: int, constant: float) -> float:
 
 
 LAMBDA_SCHEDULES: dict[str, LambdaFn] = {
-    "linear": _linear,  # teacher annealing: 0 at step 0, 1 at the last step
+    "linear": _linear,  # teacher annealing: step/T, 0 at the first update, (T−1)/T at the last
     "constant": lambda step, total, constant: constant,  # ablation: fixed mix (default 0.5)
     "gold": lambda step, total, constant: 1.0,  # plain multi-task training
     "teacher": lambda step, total, constant: 0.0,  # pure distillation
