@@ -25,7 +25,11 @@ FAMILIES = {
     "roberta": lambda: RobertaConfig(**SMALL, pad_token_id=1, type_vocab_size=1),
     "electra": lambda: ElectraConfig(**SMALL, embedding_size=16),
     "deberta-v2": lambda: DebertaV2Config(  # with v3's norm of the relative embeddings, xlarge's conv
-        **SMALL, relative_attention=True, position_buckets=8, type_vocab_size=0, norm_rel_ebd="layer_norm",
+        **SMALL,
+        relative_attention=True,
+        position_buckets=8,
+        type_vocab_size=0,
+        norm_rel_ebd="layer_norm",
         conv_kernel_size=3,
     ),
 }
