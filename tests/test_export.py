@@ -145,3 +145,26 @@ def test_mean_pooled_model_is_refused(tmp_path: Path) -> None:
 def test_unknown_head(bert_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(BamError, match=r"head 'mnli'.*its tasks: rte, stsb"):
         export_hf(bert_dir, "ax", tmp_path / "hf")
+
+
+def test_a_file_a_full_folder_or_the_working_folder_is_not_replaced_unasked(
+    bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--out` on a file or on a folder of the user's own silently replaced it (exit status 0)."""
+    afile = tmp_path / "notes.txt"
+    afile.write_text("mine")
+    with pytest.raises(BamError, match=r"notes\.txt: is a file"):
+        export_hf(bert_dir, "rte", afile)
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "x").write_text("mine")
+    with pytest.raises(BamError, match="mine: folder is not empty; use --overwrite"):
+        export_hf(bert_dir, "rte", folder)
+    assert afile.read_text() == "mine" and (folder / "x").read_text() == "mine"
+    export_hf(bert_dir, "rte", folder, overwrite=True)
+    assert not (folder / "x").exists() and (folder / "model.safetensors").is_file()
+    monkeypatch.chdir(folder)
+    for here in ("", ".", ".."):
+        with pytest.raises(BamError, match="give a new folder"):
+            export_hf(bert_dir, "rte", here, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "notes.txt"]

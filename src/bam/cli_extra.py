@@ -37,7 +37,9 @@ def cmd_submit(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from bam.report.export import export_hf
 
-    path = export_hf(args.model, args.task, args.out, trust_remote_code=args.trust_remote_code)
+    path = export_hf(
+        args.model, args.task, args.out, trust_remote_code=args.trust_remote_code, overwrite=args.overwrite
+    )
     print(
         f"{path}: loads with transformers.AutoModelForSequenceClassification.from_pretrained({str(path)!r})"
     )
@@ -91,6 +93,7 @@ def register_export(sub: argparse._SubParsersAction, common: AddCommon) -> None:
     p.add_argument("--model", required=True, help="model folder (or a training output folder)")
     p.add_argument("--task", required=True, help="the task whose head to export")
     p.add_argument("--out", required=True, help="folder to write")
+    p.add_argument("--overwrite", action="store_true", help="replace a folder that holds something")
     p.add_argument("--trust-remote-code", action="store_true")
     common(p)
     p.set_defaults(func=cmd_export)

@@ -145,6 +145,17 @@ def _check_same_outputs(predictor: Predictor, head: str, hf: PreTrainedModel) ->
             raise _unsupported(hf.config.model_type, f"exported logits differ from bam's (max diff {diff})")
 
 
+def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """Never replace a file, the working folder or one above it, or (unasked) a folder's contents."""
+    here = Path.cwd().resolve()
+    if not str(out_dir).strip() or out_dir.resolve() in (here, *here.parents):
+        raise BamError(f"--out {str(out_dir)!r}: give a new folder to write the model into")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BamError(f"{out_dir}: is a file, not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise BamError(f"{out_dir}: folder is not empty; use --overwrite to replace it")
+
+
 def export_hf(
     model_dir: str | Path,
     task: str,
@@ -152,12 +163,15 @@ def export_hf(
     *,
     trust_remote_code: bool = False,
     predictor: Predictor | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write ``out_dir``: a Hugging Face sequence-classification model for one head of the model.
 
-    ``task`` is a head name or a task name/alias (AX exports the MNLI head). The folder is
-    replaced atomically, and only after the exported model was checked to match bam's outputs.
+    ``task`` is a head name or a task name/alias (AX exports the MNLI head). A folder that holds
+    something is replaced only with ``overwrite``; atomically, and only after the exported model
+    was checked to match bam's outputs.
     """
+    _check_out_dir(Path(out_dir), overwrite)
     predictor = predictor or Predictor.load(model_dir, device="cpu", trust_remote_code=trust_remote_code)
     head = predictor.head_for(task)
     spec = predictor.model.head_specs[head]
