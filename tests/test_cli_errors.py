@@ -6,6 +6,7 @@ output folder is not created, or holds no results.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -334,3 +335,45 @@ def test_a_local_run_never_imports_datasets() -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.stdout.splitlines()[-1] == "0 False", done.stderr
+
+
+def _edit_meta(folder: Path, edit: Callable[[dict], None]) -> None:
+    meta = json.loads((folder / "bam_model.json").read_text())
+    edit(meta)
+    (folder / "bam_model.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(
+    ("edit", "needles"),
+    [
+        (lambda m: m.pop("encoder_config"), ["bam_model.json", "missing field 'encoder_config'"]),
+        (lambda m: m["encoder_config"].update(model_type="nosuchmodel"), ["bam_model.json", "nosuchmodel"]),
+        (lambda m: m.update(heads="rte"), ["bam_model.json"]),
+        (lambda m: m["heads"][0].update(num_outputs="two"), ["bam_model.json", "num_outputs must be 2"]),
+        (lambda m: m["heads"][0].update(kind="weird"), ["bam_model.json", "'weird'"]),
+        (lambda m: m.update(dropout="x"), ["bam_model.json"]),
+        (lambda m: m.update(train_config="x"), ["bam_model.json", "max_length"]),
+        (lambda m: m["encoder_config"].update(hidden_size=128), ["model.safetensors", "size mismatch"]),
+    ],
+)
+def test_a_damaged_model_description_is_named(tmp_path, capsys, edit, needles) -> None:
+    """A hand-edited or damaged bam_model.json gave KeyError/TypeError tracebacks (or hundreds of
+    lines of model types) in evaluate, predict, export and submit."""
+    from tests.test_predict import save_tiny_model
+
+    folder = save_tiny_model(tmp_path / "model", ["rte"])
+    _edit_meta(folder, edit)
+    err = _fails(capsys, ["evaluate", "--model", str(folder)], *needles)
+    assert len(err) < 400
+    export = ["export", "--model", str(folder), "--task", "rte", "--out", str(tmp_path / "hf")]
+    _fails(capsys, export, *needles)
+    assert not (tmp_path / "hf").exists()
+
+
+def test_damaged_tokenizer_files_are_named(tmp_path, capsys) -> None:
+    from tests.test_predict import save_tiny_model
+
+    folder = save_tiny_model(tmp_path / "model", ["rte"])
+    (folder / "tokenizer.json").write_text('{"version": ')
+    (folder / "tokenizer_config.json").write_text("{bad")
+    _fails(capsys, ["evaluate", "--model", str(folder)], folder, "tokenizer")

@@ -253,17 +253,21 @@ def load_bam_model(
     on ``device`` (default: :func:`default_device`, so teacher outputs and evaluation use the GPU)."""
     model_dir = Path(model_dir)
     meta = read_model_meta(model_dir)
-    encoder_config = dict(meta["encoder_config"])
-    model_type = encoder_config.pop("model_type")
-    config = AutoConfig.for_model(model_type, **encoder_config)
-    encoder = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
-    heads = [HeadSpec(h["task"], h["kind"], tuple(h["labels"]), h["num_outputs"]) for h in meta["heads"]]
-    model = BamModel(encoder, heads, meta.get("dropout", 0.1), meta.get("pooling", "cls"))
+    try:
+        model = _model_from_meta(meta, trust_remote_code)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:  # a damaged or hand-edited file
+        detail = f"missing field {err}" if isinstance(err, KeyError) else _first_line(err)
+        raise BamError(f"{model_dir / META_FILE}: not a usable model description ({detail})") from None
     try:
         state = load_file(str(model_dir / MODEL_FILE))
     except Exception as err:  # safetensors raises its own error types for truncated files
         raise BamError(f"{model_dir / MODEL_FILE}: unreadable weights ({err})") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shapes that differ from the description: "size mismatch for ..."
+        mismatch = [line.strip() for line in str(err).splitlines() if "size mismatch" in line]
+        detail = mismatch[0][:200] if mismatch else _first_line(err)
+        raise BamError(f"{model_dir / MODEL_FILE}: weights do not match {META_FILE} ({detail})") from None
     # Buffers such as position_ids are rebuilt by the encoder and need not be stored.
     missing = [k for k in missing if not k.endswith("position_ids")]
     if missing or unexpected:
@@ -271,6 +275,41 @@ def load_bam_model(
             f"{model_dir / MODEL_FILE}: weights do not match the model "
             f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    except (OSError, ValueError, TypeError) as err:  # missing or damaged tokenizer files
+        raise BamError(f"{model_dir}: unreadable tokenizer files ({_first_line(err)})") from None
     model.to(device or default_device()).eval()
     return model, tokenizer, meta
+
+
+def _model_from_meta(meta: dict[str, Any], trust_remote_code: bool) -> BamModel:
+    """The untrained model that ``bam_model.json`` describes; its weights are loaded after."""
+    encoder_config = dict(meta["encoder_config"])
+    model_type = encoder_config.pop("model_type")
+    config = AutoConfig.for_model(model_type, **encoder_config)
+    encoder = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
+    heads = [_head_spec(h) for h in meta["heads"]]
+    train_config = meta.get("train_config", {})
+    max_length = train_config.get("max_length", 2) if isinstance(train_config, dict) else None
+    if type(max_length) is not int or max_length < 2:
+        raise ValueError("train_config.max_length must be an integer of at least 2")
+    return BamModel(encoder, heads, meta.get("dropout", 0.1), meta.get("pooling", "cls"))
+
+
+def _head_spec(head: dict[str, Any]) -> HeadSpec:
+    spec = HeadSpec(str(head["task"]), head["kind"], tuple(map(str, head["labels"])), head["num_outputs"])
+    if spec.kind not in ("classification", "regression"):
+        raise ValueError(f"head {spec.task}: kind must be classification or regression, not {spec.kind!r}")
+    expected = 1 if spec.kind == "regression" else len(spec.labels)
+    if type(spec.num_outputs) is not int or spec.num_outputs != expected:
+        raise ValueError(
+            f"head {spec.task}: num_outputs must be {expected} for its labels, not {spec.num_outputs!r}"
+        )
+    return spec
+
+
+def _first_line(err: Exception) -> str:
+    """An exception's first line, short: transformers' messages can list hundreds of model types."""
+    line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return line if len(line) <= 200 else line[:197] + "..."
