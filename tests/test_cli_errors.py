@@ -377,3 +377,19 @@ def test_damaged_tokenizer_files_are_named(tmp_path, capsys) -> None:
     (folder / "tokenizer.json").write_text('{"version": ')
     (folder / "tokenizer_config.json").write_text("{bad")
     _fails(capsys, ["evaluate", "--model", str(folder)], folder, "tokenizer")
+
+
+def test_seeds_out_of_range_twice_named_tasks_and_too_long_inputs(tmp_path, capsys) -> None:
+    """Each failed deep inside numpy, the loss or the encoder, after train_config.json was written,
+    so the corrected command was then refused as "other settings"."""
+    data, _ = _data(tmp_path, "rte")
+    out = tmp_path / "out"
+    _fails(capsys, _train(data, out, "seed=-1"), "seed must be a whole number from 0 to 2**32", output=out)
+    _fails(capsys, _train(data, out, f"seed={2**64}"), "seed must be", output=out)
+    _fails(capsys, [*_train(data, out), "--task", "RTE"], "tasks: rte is named twice", output=out)
+    _fails(capsys, _train(data, out, "max_length=1000"), "max_length: 1000", "(512 tokens)", output=out)
+    assert not out.exists()
+    dry = ["run", "--preset", "smoke", "--dry-run"]
+    _fails(capsys, [*dry, "seeds=[-1]"], "seeds: -1")
+    _fails(capsys, [*dry, "seeds=[1,1]"], "seeds: 1 is named twice")
+    _fails(capsys, [*dry, "tasks=[rte,RTE]"], "tasks: rte is named twice")

@@ -108,6 +108,7 @@ def _check_ranges(config: TrainConfig) -> None:
         "eval_every": (config.eval_every >= 0, "0 or more"),
         "checkpoint_every": (config.checkpoint_every >= 0, "0 or more"),
         "num_threads": (config.num_threads >= 0, "0 or more"),
+        "seed": (0 <= config.seed < 2**32, "a whole number from 0 to 2**32 - 1"),
         "cv_folds": (config.cv_folds == 0 or config.cv_folds >= 2, "0 (off) or at least 2"),
         "cv_holdout": (
             0 <= config.cv_holdout < max(config.cv_folds, 1),
@@ -123,6 +124,16 @@ def _check_ranges(config: TrainConfig) -> None:
     for task, boost in config.sampling_boost.items():
         if not (boost > 0 and finite(boost)):
             raise BamError(f"sampling_boost.{task} must be a positive number, got {boost!r}")
+
+
+def check_named_once(key: str, names: list[Any]) -> None:
+    """Refuse a list that names something twice (``tasks: [rte, RTE]``): one head would get two
+    tasks' rows, and a run would plan the same stage twice."""
+    seen: set[Any] = set()
+    for name in names:
+        if name in seen:
+            raise BamError(f"{key}: {name} is named twice")
+        seen.add(name)
 
 
 def _type_name(tp: Any) -> str:

@@ -18,7 +18,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bam.config import TrainConfig, build_dataclass, deep_merge, parse_overrides, read_yaml
+from bam.config import (
+    TrainConfig,
+    build_dataclass,
+    check_named_once,
+    deep_merge,
+    parse_overrides,
+    read_yaml,
+)
 from bam.errors import BamError
 from bam.tasks import get_task
 
@@ -100,6 +107,11 @@ class RunConfig:
             raise BamError("seeds: at least one seed is needed")
         if self.teachers_per_task < 1:
             raise BamError("teachers_per_task must be at least 1")
+        check_named_once("tasks", [get_task(t).name for t in self.tasks])
+        check_named_once("seeds", self.seeds)
+        for seed in self.seeds:
+            if not 0 <= seed < 2**32:
+                raise BamError(f"seeds: {seed} is not a whole number from 0 to 2**32 - 1")
         self._check_sections()
         for method, overrides in self.methods.items():
             if method == "single":

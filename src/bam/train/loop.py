@@ -22,7 +22,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs
 
-from bam.config import TrainConfig, config_to_dict
+from bam.config import TrainConfig, check_named_once, config_to_dict
 from bam.cpu_dropout import use_cpu_dropout
 from bam.data.batching import epoch_plan, steps_per_epoch, task_shares
 from bam.data.prepare import training_rows
@@ -70,6 +70,19 @@ def _tracker_config(config: TrainConfig) -> dict[str, Any]:
     return flat
 
 
+def longest_input(model: torch.nn.Module, tokenizer: Any) -> int | None:
+    """The most tokens the encoder reads: the smaller of its position table and its tokenizer's
+    limit (RoBERTa's 514 positions hold 512 tokens; a tokenizer without one says ~1e30)."""
+    config = model.encoder.config
+    absolute = getattr(config, "position_biased_input", True)  # DeBERTa's relative positions: no table
+    limits = [
+        getattr(config, "max_position_embeddings", None) if absolute else None,
+        getattr(tokenizer, "model_max_length", None),
+    ]
+    limits = [limit for limit in limits if isinstance(limit, int) and limit < 1_000_000]
+    return min(limits) if limits else None
+
+
 def selection_score(dev: dict) -> float:
     """The dev score that picks the model to keep: BAM's average, or the mean of the task scores
     when no trained task counts towards it (WNLI alone), where NaN would never compare better."""
@@ -114,6 +127,7 @@ def _train(
     tasks = [get_task(name) for name in config.tasks]
     if not tasks:
         raise BamError("tasks: at least one task is needed")
+    check_named_once("tasks", [task.name for task in tasks])
     for key, named in (
         ("teacher_outputs", config.teacher_outputs),
         ("sampling_boost", config.sampling_boost),
@@ -152,6 +166,9 @@ def _train(
         dropout=config.dropout,
         pooling=config.pooling,
     )
+    limit = longest_input(model, tokenizer)
+    if limit is not None and config.max_length > limit:
+        raise BamError(f"max_length: {config.max_length} is more than {config.model} reads ({limit} tokens)")
     if config.dropout_rng == "sfc64":
         use_cpu_dropout(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
