@@ -130,6 +130,22 @@ def test_predict_file_jsonl_stdin_generic_keys(
     assert np.allclose([r["score"] for r in got], _one_by_one(predictor, "stsb", PAIRS), atol=1e-5)
 
 
+def test_stdin_bytes_that_are_not_utf8_are_named(
+    model_dir: Path, predictor: Predictor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a C/POSIX locale Python's stdin passes bad bytes on as surrogates (the tokenizer then
+    failed with a TypeError); a BOM is dropped as in files."""
+
+    def stdin(data: bytes) -> io.TextIOWrapper:
+        return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="surrogateescape")
+
+    monkeypatch.setattr(sys, "stdin", stdin(b"index\tsentence1\tsentence2\n1\tcaf\xe9\tb\n"))
+    with pytest.raises(BamError, match="<stdin>: not UTF-8 text"):
+        predict_file(model_dir, "rte", None, None, input_format="tsv", predictor=predictor)
+    monkeypatch.setattr(sys, "stdin", stdin("\ufeffindex\tsentence1\tsentence2\n1\tcafé\tb\n".encode()))
+    assert predict_file(model_dir, "rte", None, None, input_format="tsv", predictor=predictor) == 1
+
+
 def test_predict_file_csv_with_own_columns(model_dir: Path, predictor: Predictor, tmp_path: Path) -> None:
     src = tmp_path / "in.csv"
     with open(src, "w", newline="", encoding="utf-8") as handle:

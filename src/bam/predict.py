@@ -9,6 +9,7 @@ submission take, so a row gets the same answer whichever way it is asked::
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from pathlib import Path
@@ -177,7 +178,7 @@ def read_rows(input_path: str | None, input_format: str | None) -> tuple[list[tu
     if input_path is None or input_path == "-":
         if input_format is None:
             raise BamError("reading stdin needs the input format (jsonl, tsv or csv with a header row)")
-        return _read_handle(sys.stdin, input_format), "<stdin>"
+        return _read_handle(_strict_stdin(), input_format), "<stdin>"
     path = Path(input_path)
     fmt = input_format or FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -185,6 +186,15 @@ def read_rows(input_path: str | None, input_format: str | None) -> tuple[list[tu
     if not path.is_file():
         raise BamError(f"{path}: file not found")
     return list(_iter_rows(path, fmt, True, ())), str(path)
+
+
+def _strict_stdin() -> TextIO:
+    """Standard input decoded like the files: UTF-8 (a BOM allowed), bad bytes an error. Python's
+    own stdin lets them through as surrogates under a C/POSIX locale, and the tokenizer fails."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:  # already text (a notebook, a test's StringIO)
+        return sys.stdin
+    return io.TextIOWrapper(buffer, encoding="utf-8-sig", errors="strict", newline="")
 
 
 def _read_handle(handle: TextIO, fmt: str) -> list[tuple[int, Row]]:
