@@ -393,3 +393,17 @@ def test_seeds_out_of_range_twice_named_tasks_and_too_long_inputs(tmp_path, caps
     _fails(capsys, [*dry, "seeds=[-1]"], "seeds: -1")
     _fails(capsys, [*dry, "seeds=[1,1]"], "seeds: 1 is named twice")
     _fails(capsys, [*dry, "tasks=[rte,RTE]"], "tasks: rte is named twice")
+
+
+def test_a_batch_size_below_one_is_refused(tmp_path, capsys) -> None:
+    """evaluate and predict ran no batch at all and wrote zero logits as results (status 0)."""
+    from tests.test_predict import save_tiny_model
+
+    folder = save_tiny_model(tmp_path / "model", ["rte"])
+    out = tmp_path / "scores.json"
+    for size in ("0", "-3"):
+        _fails(capsys, ["evaluate", "--model", str(folder), "--batch-size", size, "--output", str(out)],
+               f"--batch-size must be at least 1, got {size}")  # fmt: skip
+        _fails(capsys, ["predict", "--model", str(folder), "--task", "rte", "--input", str(out),
+                        "--batch-size", size], "--batch-size")  # fmt: skip
+    assert not out.exists()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bam.report.tables import bam_versus, format_table, seed_statistics
 
 
@@ -78,3 +80,28 @@ def test_no_dev_curve_plot_without_stage_records(tmp_path) -> None:
     (stage / "train_done.json").write_text(json.dumps({"history": history}))
     assert plot_dev_curves({"bam": [str(stage)]}, tmp_path / "curves.png") == tmp_path / "curves.png"
     assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("results", "needle"),
+    [
+        ({"metric": "bam_avg"}, "'methods' must map"),
+        ({"methods": {"bam": "x"}}, "'methods' must map"),
+        ({"methods": {"bam": {"rte": "high"}}}, "'methods' must map"),
+        ({"methods": {"bam": {"rte": 60.0}}}, "details.seeds is missing"),
+        ({"methods": {"bam": {"rte": 60.0}}, "details": {"seeds": [1]}}, "details.per_seed"),
+    ],
+)
+def test_a_results_file_bam_did_not_write_is_named(tmp_path, capsys, results, needle) -> None:
+    """`bam report` met these with KeyError/AttributeError tracebacks."""
+    from bam.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(results))
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bam: error: ") and err.count("\n") == 1 and needle in err, err
+    assert not (run / "report.md").exists()
+    if "details" in needle:  # the table alone needs only the methods
+        assert main(["report", str(run), "--compare-only"]) == 0

@@ -92,3 +92,11 @@ def test_seeds_run_apart_merge_into_one_report(tmp_path, capsys) -> None:
     # Writing the merge into one of its sources is refused.
     assert main(["report", str(first), str(twin), "--merge-into", str(first)]) != 0
     assert "new folder" in capsys.readouterr().err
+
+    # A folder of something else is refused, with advice `bam report` can take (it has no --overwrite).
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    assert main(["report", str(first), "--merge-into", str(foreign)]) != 0
+    err = capsys.readouterr().err
+    assert "merge into a new or empty folder" in err and "--overwrite" not in err

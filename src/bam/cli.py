@@ -94,10 +94,18 @@ def _guard_output(output: Path, overwrite: bool, marker: str) -> None:
             )
 
 
+def at_least_one(flag: str, value: int) -> None:
+    """A count such as ``--batch-size`` below 1 ran no batch and wrote zeros as results."""
+    if value < 1:
+        raise BamError(f"{flag} must be at least 1, got {value}")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from bam.evaluate import evaluate, load_eval_splits, summarize
     from bam.fileio import atomic_write_json
     from bam.model import load_bam_model
+
+    at_least_one("--batch-size", args.batch_size)
     from bam.tasks import get_task
 
     model_dir = _model_dir(args.model)
@@ -131,8 +139,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from bam.train.machine import warn_if_cpus_busy
 
     config = load_run_config(args.preset, args.config, args.overrides)
-    if args.jobs < 1:
-        raise BamError(f"--jobs must be at least 1, got {args.jobs}")
+    at_least_one("--jobs", args.jobs)
     if args.jobs > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise BamError("--jobs trains stages in processes of its own: not under accelerate launch")
     name = args.preset or (Path(args.config).stem if args.config else "demo")

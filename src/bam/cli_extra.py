@@ -10,7 +10,10 @@ AddCommon = Callable[[argparse.ArgumentParser], None]
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    from bam.cli import at_least_one
     from bam.predict import predict_file
+
+    at_least_one("--batch-size", args.batch_size)
 
     rows = predict_file(
         args.model,
@@ -47,8 +50,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def cmd_report(args: argparse.Namespace) -> None:
     from bam.errors import BamError
-    from bam.fileio import read_json_object
-    from bam.report.tables import compare_runs, write_report
+    from bam.report.tables import compare_runs, read_results, write_report
 
     folders = [Path(d) for d in args.runs]
     if args.methods and not args.merge_into:
@@ -61,7 +63,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         print(f"report: {Path(args.merge_into) / 'report.md'} (seeds {merged['details']['seeds']})")
         folders = [Path(args.merge_into)]
     elif len(folders) == 1 and not args.compare_only and (folders[0] / "results.json").is_file():
-        results = read_json_object(folders[0] / "results.json")
+        results = read_results(folders[0] / "results.json", whole_run=True)
         print(f"report: {write_report(folders[0], results)}")
     print(compare_runs(folders))
 

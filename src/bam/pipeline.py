@@ -307,7 +307,7 @@ def median_table(per_seed: dict[int, dict[str, dict[str, float]]]) -> dict[str, 
     }
 
 
-def check_output_dir(root: Path, overwrite: bool) -> None:
+def check_output_dir(root: Path, overwrite: bool, remedy: str = "use --overwrite to replace it") -> None:
     """Refuse a folder that holds something other than a bam run, unless told to overwrite.
 
     A folder holding only ``stages`` (say, a link to another run's stages) is a run to be: stages
@@ -318,7 +318,7 @@ def check_output_dir(root: Path, overwrite: bool) -> None:
     entries = {entry.name for entry in root.iterdir()} if root.exists() else set()
     if entries - {"stages"} and not (root / RUN_FILE).is_file():
         if not overwrite:
-            raise BamError(f"{root}: folder is not empty and holds no bam run; use --overwrite to replace it")
+            raise BamError(f"{root}: folder is not empty and holds no bam run; {remedy}")
         shutil.rmtree(root)
 
 

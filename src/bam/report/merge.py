@@ -111,7 +111,7 @@ def merge_runs(folders: list[Path], into: Path, methods: list[str] | None = None
             "config": {**config, "seeds": seeds},
         },
     }
-    check_output_dir(into, overwrite=False)
+    check_output_dir(into, overwrite=False, remedy="merge into a new or empty folder")
     atomic_write_json(into / RUN_FILE, {"config": results["details"]["config"], "merged_from": sources})
     for seed in seeds:
         atomic_write_json(

@@ -136,6 +136,25 @@ def bam_versus(methods: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def read_results(path: Path, whole_run: bool = False) -> dict[str, Any]:
+    """A results.json, checked for what the table (and with ``whole_run`` the report) reads."""
+    results = read_json_object(path, "missing (not a finished bam run)")
+    methods = results.get("methods")
+    if not isinstance(methods, dict) or not all(
+        isinstance(scores, dict) and all(isinstance(v, int | float) for v in scores.values())
+        for scores in methods.values()
+    ):
+        raise BamError(f"{path}: 'methods' must map each method to its scores (not a bam results file)")
+    if whole_run:
+        details = results.get("details")
+        wanted = {"seeds": list, "per_seed": dict, "stage_seconds": dict, "config": dict}
+        for key, kind in wanted.items():
+            if not isinstance(details, dict) or not isinstance(details.get(key), kind):
+                wrong = f"details.{key} is missing or not a {kind.__name__}"
+                raise BamError(f"{path}: {wrong}; --compare-only prints its table")
+    return results
+
+
 def write_report(root: Path, results: dict[str, Any]) -> Path:
     """``report.md``: the table (medians over seeds), per-seed tables, plots, and every setting used."""
     from bam.report.plots import write_plots  # matplotlib only when a report is written
@@ -187,10 +206,7 @@ def compare_runs(folders: list[Path]) -> str:
     """Several runs side by side: one row per run and method, tasks as columns."""
     rows: dict[str, dict[str, float]] = {}
     for folder in folders:
-        path = folder / "results.json"
-        methods = read_json_object(path, "missing (not a finished bam run)").get("methods")
-        if not isinstance(methods, dict):
-            raise BamError(f"{path}: holds no 'methods' table (not a bam results file)")
+        methods = read_results(folder / "results.json")["methods"]
         for method, scores in ordered(methods).items():
             rows[f"{folder.name} · {METHOD_NAMES.get(method, method)}"] = scores
     return format_table(rows, reorder=False)
