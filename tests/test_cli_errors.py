@@ -232,6 +232,9 @@ def test_output_folder_of_something_else_is_refused_unless_overwrite(tmp_path, c
     assert [p.name for p in other.iterdir()] == ["notes.txt"]
     _fails(capsys, _train(data, other / "notes.txt"), other / "notes.txt", "is a file")
     _fails(capsys, ["run", "--preset", "smoke", "--output", str(other / "notes.txt")], "is a file")
+    dry = ["run", "--preset", "smoke", "--dry-run", "--output"]
+    _fails(capsys, [*dry, str(other / "notes.txt")], "is a file")
+    _fails(capsys, [*dry, str(other)], other, "--overwrite")  # what the run itself would say
     assert (other / "notes.txt").read_text() == "mine"
 
     done = tmp_path / "done"

@@ -133,7 +133,7 @@ def _model_dir(path: str) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from bam.pipeline import check_stage_name, run
+    from bam.pipeline import check_output_dir, check_stage_name, run
     from bam.report.tables import format_table
     from bam.run_config import load_run_config
     from bam.train.machine import warn_if_cpus_busy
@@ -148,6 +148,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     output = Path(args.output or Path("runs") / name)
     if args.dry_run:
         from bam.plan import describe_plan, describe_progress
+
+        if not args.overwrite:  # the refusal the run itself would meet (a file, a folder not ours)
+            check_output_dir(output, overwrite=False)
 
         print(describe_plan(config, args.jobs))
         if (output / "stages").is_dir():  # a run begun: what it holds already
