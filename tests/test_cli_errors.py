@@ -393,6 +393,8 @@ def test_seeds_out_of_range_twice_named_tasks_and_too_long_inputs(tmp_path, caps
     _fails(capsys, _train(data, out, f"seed={2**64}"), "seed must be", output=out)
     _fails(capsys, [*_train(data, out), "--task", "RTE"], "tasks: rte is named twice", output=out)
     _fails(capsys, _train(data, out, "max_length=1000"), "max_length: 1000", "(512 tokens)", output=out)
+    # transformers checks a config's fields (huggingface_hub's strict dataclasses) or fails building it
+    _fails(capsys, _train(data, out, "encoder_overrides.hidden_size=abc"), "cannot load encoder", output=out)
     assert not out.exists()
     dry = ["run", "--preset", "smoke", "--dry-run"]
     _fails(capsys, [*dry, "seeds=[-1]"], "seeds: -1")

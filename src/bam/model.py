@@ -24,6 +24,11 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from bam.errors import BamError
+
+try:  # transformers' configs check their fields with huggingface_hub's strict dataclasses
+    from huggingface_hub.errors import StrictDataclassError
+except ImportError:  # older huggingface_hub: configs raise ValueError/TypeError only
+    StrictDataclassError = ValueError
 from bam.fileio import atomic_dir, atomic_write_json
 from bam.tasks.spec import TaskSpec
 
@@ -170,9 +175,8 @@ def load_encoder(
             encoder = AutoModel.from_pretrained(  # safetensors only: a .bin checkpoint is a pickle
                 path, config=config, trust_remote_code=trust_remote_code, use_safetensors=True
             )
-    except (OSError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise BamError(f"cannot load encoder {name!r}: {first_line}") from None
+    except (OSError, ValueError, TypeError, StrictDataclassError) as err:  # also encoder_overrides' values
+        raise BamError(f"cannot load encoder {name!r}: {_first_line(err)}") from None
     return encoder, tokenizer
 
 
@@ -260,7 +264,7 @@ def load_bam_model(
     meta = read_model_meta(model_dir)
     try:
         model = _model_from_meta(meta, trust_remote_code)
-    except (KeyError, TypeError, ValueError, AttributeError) as err:  # a damaged or hand-edited file
+    except (KeyError, TypeError, ValueError, AttributeError, StrictDataclassError) as err:  # hand-edited
         detail = f"missing field {err}" if isinstance(err, KeyError) else _first_line(err)
         raise BamError(f"{model_dir / META_FILE}: not a usable model description ({detail})") from None
     try:
@@ -315,6 +319,8 @@ def _head_spec(head: dict[str, Any]) -> HeadSpec:
 
 
 def _first_line(err: Exception) -> str:
-    """An exception's first line, short: transformers' messages can list hundreds of model types."""
-    line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    """An exception's message in one short line: transformers' can list hundreds of model types,
+    and a config's field check puts its reason on the line after "Validation error for field":"."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+    line = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]
     return line if len(line) <= 200 else line[:197] + "..."
