@@ -294,15 +294,15 @@ def load_bam_model(
 
 def _model_from_meta(meta: dict[str, Any], trust_remote_code: bool) -> BamModel:
     """The untrained model that ``bam_model.json`` describes; its weights are loaded after."""
-    encoder_config = dict(meta["encoder_config"])
-    model_type = encoder_config.pop("model_type")
-    config = AutoConfig.for_model(model_type, **encoder_config)
-    encoder = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
-    heads = [_head_spec(h) for h in meta["heads"]]
+    heads = [_head_spec(h) for h in meta["heads"]]  # the cheap checks first, then the encoder
     train_config = meta.get("train_config", {})
     max_length = train_config.get("max_length", 2) if isinstance(train_config, dict) else None
     if type(max_length) is not int or max_length < 2:
         raise ValueError("train_config.max_length must be an integer of at least 2")
+    encoder_config = dict(meta["encoder_config"])
+    model_type = encoder_config.pop("model_type")
+    config = AutoConfig.for_model(model_type, **encoder_config)
+    encoder = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
     return BamModel(encoder, heads, meta.get("dropout", 0.1), meta.get("pooling", "cls"))
 
 
