@@ -414,3 +414,24 @@ def test_a_batch_size_below_one_is_refused(tmp_path, capsys) -> None:
         _fails(capsys, ["predict", "--model", str(folder), "--task", "rte", "--input", str(out),
                         "--batch-size", size], "--batch-size")  # fmt: skip
     assert not out.exists()
+
+
+def test_per_task_settings_must_name_a_task_by_its_own_name(tmp_path, capsys) -> None:
+    """Settings are looked up by a task's own name: ``train_cap.SST-2`` trained on every row, and
+    a boost of a task the student does not train failed only when the student started, after
+    hours of teachers."""
+    data, _ = _data(tmp_path, "rte")
+    out = tmp_path / "out"
+    _fails(capsys, _train(data, out, "train_cap.RTE=8"), "train_cap.RTE", "write rte", output=out)
+    _fails(capsys, _train(data, out, "both_orders=[mrpc]"), "both_orders.mrpc", "tasks: rte", output=out)
+    assert not out.exists()
+    dry = ["run", "--preset", "smoke", "--dry-run", "--output", str(out)]
+    _fails(capsys, [*dry, "train.train_cap.SST-2=100"], "train_cap.SST-2", "write sst2")
+    _fails(capsys, [*dry, "student.both_orders=[stsbb]"], "both_orders.stsbb", "tasks: ")
+    _fails(capsys, [*dry, "methods.bam.sampling_boost.cola=2"], "sampling_boost.cola", "not one of the tasks")
+    _fails(capsys, [*dry, "train.sampling_boost.rte=2"], "sampling_boost.rte")  # teachers of mrpc, stsb
+    per_task_boost = ["methods.bam.per_task=true", "methods.bam.sampling_boost.rte=2"]
+    _fails(capsys, [*dry, *per_task_boost], "sampling_boost.rte")
+    # a preset's cap of a GLUE task the run leaves out is kept, not refused
+    assert main([*dry, "tasks=[rte]", "train.train_cap.sst2=100"]) == 0
+    assert not out.exists()

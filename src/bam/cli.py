@@ -43,6 +43,7 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from bam.config import load_train_config
+    from bam.tasks import check_task_keys, get_task
     from bam.train.loop import train
     from bam.train.machine import warn_if_cpus_busy
 
@@ -56,6 +57,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.trust_remote_code:
         base["trust_remote_code"] = True
     config = load_train_config(args.config, args.overrides, base)
+    trained = [get_task(name).name for name in config.tasks]
+    check_task_keys("train_cap", config.train_cap, trained)
+    check_task_keys("both_orders", config.both_orders, trained)
     output = Path(args.output)
     _guard_output(output, args.overwrite, marker="train_config.json")
     first_rank = os.environ.get("RANK", "0") == "0"

@@ -27,7 +27,7 @@ from bam.config import (
     read_yaml,
 )
 from bam.errors import BamError
-from bam.tasks import get_task
+from bam.tasks import GLUE_TASKS, check_task_keys, get_task
 
 TEACHER_DEFAULTS: dict[str, Any] = {"learning_rate": 5e-5, "batch_size": 32, "epochs": 3.0}
 STUDENT_DEFAULTS: dict[str, Any] = {"learning_rate": 1e-4, "batch_size": 128, "epochs": 6.0}
@@ -107,7 +107,8 @@ class RunConfig:
             raise BamError("seeds: at least one seed is needed")
         if self.teachers_per_task < 1:
             raise BamError("teachers_per_task must be at least 1")
-        check_named_once("tasks", [get_task(t).name for t in self.tasks])
+        names = [get_task(t).name for t in self.tasks]
+        check_named_once("tasks", names)
         check_named_once("seeds", self.seeds)
         for seed in self.seeds:
             if not 0 <= seed < 2**32:
@@ -126,9 +127,22 @@ class RunConfig:
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
                 raise BamError(f"methods.{method}.{TEACHERS_KEY} must be a whole number, at least 1")
             student = self.student_config(method, self.tasks, self.seeds[0])
+            self._check_task_keys(student, names, per_task=self.per_task(method))
             if FOLDS_KEY in overrides:
                 self._check_folds(method, overrides[FOLDS_KEY], student)
-        self.teacher_config(self.tasks[0], self.seeds[0])
+        self._check_task_keys(self.teacher_config(self.tasks[0], self.seeds[0]), names, per_task=True)
+
+    @staticmethod
+    def _check_task_keys(config: TrainConfig, names: list[str], per_task: bool) -> None:
+        """Per-task settings must name a task by its own name, so none is silently ignored.
+        Caps and pair orders may name any GLUE task (a preset's caps outlive ``tasks=[rte]``);
+        a student's boosts and teacher outputs must name a task it trains."""
+        shared = [*names, *(t for t in GLUE_TASKS if t not in names)]
+        check_task_keys("train_cap", config.train_cap, shared)
+        check_task_keys("both_orders", config.both_orders, shared)
+        for group in [[n] for n in names] if per_task else [names]:
+            check_task_keys("sampling_boost", config.sampling_boost, group)
+            check_task_keys("teacher_outputs", config.teacher_outputs, group)
 
     def _check_sections(self) -> None:
         """Check ``train``, ``teacher`` and ``student`` each on its own, so a bad key is named by

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 from bam.errors import BamError
 from bam.tasks.glue import GLUE_TASKS
 from bam.tasks.spec import HubSource, SplitFile, TaskSpec
 
-__all__ = ["GLUE_TASKS", "HubSource", "SplitFile", "TaskSpec", "get_task", "task_names"]
+__all__ = ["GLUE_TASKS", "HubSource", "SplitFile", "TaskSpec", "check_task_keys", "get_task", "task_names"]
 
 _ALIASES: dict[str, str] = {}
 for _task in GLUE_TASKS.values():
@@ -31,3 +32,14 @@ def get_task(name_or_path: str) -> TaskSpec:
 
 def task_names() -> list[str]:
     return list(GLUE_TASKS)
+
+
+def check_task_keys(setting: str, keys: Iterable[str], allowed: Collection[str]) -> None:
+    """Refuse a per-task setting (``train_cap.SST-2``) keyed by a name that is not one of
+    ``allowed``: settings are looked up by a task's own name, so it would be silently ignored."""
+    for key in keys:
+        if key in allowed:
+            continue
+        canonical = _ALIASES.get(str(key).lower())
+        hint = f"write {canonical}" if canonical in allowed else f"tasks: {', '.join(allowed)}"
+        raise BamError(f"{setting}.{key}: {key!r} is not one of the tasks here ({hint})")

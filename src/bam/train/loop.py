@@ -32,7 +32,7 @@ from bam.evaluate import evaluate, load_eval_splits, summarize
 from bam.fileio import atomic_write_json, exclusive_folder, sha256_file
 from bam.model import MODEL_FILE, build_model, default_device, save_bam_model
 from bam.progress import progress_bar
-from bam.tasks import get_task
+from bam.tasks import check_task_keys, get_task
 from bam.train.averaging import weight_average
 from bam.train.batch_loss import batch_loss, load_task_data
 from bam.train.checkpoint import (
@@ -127,17 +127,10 @@ def _train(
     tasks = [get_task(name) for name in config.tasks]
     if not tasks:
         raise BamError("tasks: at least one task is needed")
-    check_named_once("tasks", [task.name for task in tasks])
-    for key, named in (
-        ("teacher_outputs", config.teacher_outputs),
-        ("sampling_boost", config.sampling_boost),
-    ):
-        stray = sorted(set(named) - {task.name for task in tasks})
-        if stray:
-            raise BamError(
-                f"{key}.{stray[0]}: {stray[0]!r} is not one of the tasks trained "
-                f"({', '.join(task.name for task in tasks)})"
-            )
+    trained = [task.name for task in tasks]
+    check_named_once("tasks", trained)
+    check_task_keys("teacher_outputs", config.teacher_outputs, trained)
+    check_task_keys("sampling_boost", config.sampling_boost, trained)
     rows = [training_rows(task, config) for task in tasks]
     key = run_key(config, rows)
     check_output_dir(output_dir, config, key)
