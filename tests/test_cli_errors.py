@@ -435,3 +435,12 @@ def test_per_task_settings_must_name_a_task_by_its_own_name(tmp_path, capsys) ->
     # a preset's cap of a GLUE task the run leaves out is kept, not refused
     assert main([*dry, "tasks=[rte]", "train.train_cap.sst2=100"]) == 0
     assert not out.exists()
+
+
+def test_a_run_that_fails_before_any_stage_leaves_no_folder(tmp_path, capsys) -> None:
+    """It left a folder holding only bam_run.json, which made it look like a run."""
+    out = tmp_path / "run"
+    missing = tmp_path / "no-data"
+    _fails(capsys, ["run", "--preset", "smoke", "--output", str(out), "-q", f"train.data_dir={missing}"],
+           f"{missing}/RTE/train.tsv: file not found")  # fmt: skip
+    assert not out.exists()

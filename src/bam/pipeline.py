@@ -336,13 +336,25 @@ def run(
 
     ``on_start`` runs once, when the first stage that will really train has read its data (with
     ``jobs``: before the first processes start), so a run with nothing left to train never calls it."""
-    from bam.report.tables import write_report
-
     root = Path(root)
     for method in config.methods:  # before hours of teacher training, not after
         check_stage_name(method, "methods:")
     check_output_dir(root, overwrite)
+    created = not root.exists()
     atomic_write_json(root / RUN_FILE, {"config": asdict(config)})
+    try:
+        return _run(config, root, quiet, jobs, on_start)
+    except BaseException:
+        if created and not (root / "stages").exists():  # failed before any stage began: leave no folder
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
+def _run(
+    config: RunConfig, root: Path, quiet: bool, jobs: int, on_start: Callable[[], None] | None
+) -> dict[str, Any]:
+    from bam.report.tables import write_report
+
     started = time.perf_counter()
     state = RunState(on_start=on_start)
     if jobs > 1:
