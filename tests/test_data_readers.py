@@ -190,6 +190,8 @@ def test_jsonl_reader(tmp_path: Path) -> None:
         ('{"sentence1": "c", "label": "entailment"}', r"line 2: missing column\(s\) 'sentence2'"),
         ('{"sentence1": "c", ', r"line 2: invalid JSON"),
         ('["c", "d"]', r"line 2: expected a JSON object"),
+        ('{"sentence1": ["c"], "sentence2": "d", "label": "no"}', r"line 2: field 'sentence1' holds a list"),
+        ('{"sentence1": "c", "sentence2": {"t": 1}, "label": "no"}', r"line 2: field 'sentence2' holds an"),
     ],
 )
 def test_bad_jsonl_rows(tmp_path: Path, line: str, message: str) -> None:

@@ -158,6 +158,8 @@ def test_predict_file_csv_with_own_columns(model_dir: Path, predictor: Predictor
     assert n == 4 and [r["id"] for r in got] == ["0", "1", "2", "3"]  # no id column: row numbers
     expected = predictor.predict("rte", [*PAIRS, ('He said "hi, there".', "He spoke.")])
     assert [r["label"] for r in got] == [r["label"] for r in expected]
+    with pytest.raises(BamError, match=r"task rte takes pairs .*, got text column\(s\) premise"):
+        predict_file(model_dir, "rte", str(src), str(out), text_columns=["premise"])
 
 
 @pytest.mark.parametrize(

@@ -144,11 +144,17 @@ class Predictor:
         head = self.head_for(task)
         columns = _texts_to_columns(texts)
         spec = _known_task(task)
-        if spec is not None and columns and len(columns) != len(spec.text_columns):
-            shape = "pairs (text_a, text_b)" if spec.is_pair else "single texts"
-            raise BamError(f"task {spec.name} takes {shape}, got {len(columns)} text(s) per row")
+        if columns:
+            _check_text_count(spec, len(columns), f"{len(columns)} text(s) per row")
         examples = Examples(head, "predict", columns, None, [str(i) for i in range(len(texts))], "<texts>")
         return self.rows(head, self.outputs(head, examples, batch_size))
+
+
+def _check_text_count(task: TaskSpec | None, count: int, given: str) -> None:
+    """A pair task's head learnt from pairs: given one text, it would answer, wrongly, without error."""
+    if task is not None and count != len(task.text_columns):
+        shape = "pairs (text_a, text_b)" if task.is_pair else "single texts"
+        raise BamError(f"task {task.name} takes {shape}, got {given}")
 
 
 def _texts_to_columns(texts: list[str] | list[tuple[str, str]]) -> tuple[list[str], ...]:
@@ -211,6 +217,7 @@ def _columns_for(task: TaskSpec | None, text_columns: list[str] | None) -> tuple
     if text_columns:
         if len(text_columns) not in (1, 2):
             raise BamError(f"text columns: give one or two, got {len(text_columns)}")
+        _check_text_count(task, len(text_columns), f"text column(s) {', '.join(text_columns)}")
         return tuple(text_columns)
     return task.text_columns if task is not None else None
 

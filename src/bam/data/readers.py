@@ -162,4 +162,13 @@ def _jsonl_rows(handle, path: Path) -> Iterator[tuple[int, Row]]:
             raise BamError(f"{path} line {line_number}: invalid JSON ({err.msg})") from None
         if not isinstance(obj, dict):
             raise BamError(f"{path} line {line_number}: expected a JSON object")
-        yield line_number, {str(k): "" if v is None else str(v) for k, v in obj.items()}
+        yield line_number, {str(k): _jsonl_value(v, k, path, line_number) for k, v in obj.items()}
+
+
+def _jsonl_value(value: object, key: str, path: Path, line_number: int) -> str:
+    """Texts, labels and ids as read from a TSV: numbers and booleans as written, null as empty.
+    A list or object would otherwise become its Python repr and be trained on as a sentence."""
+    if isinstance(value, list | dict):
+        kind = "a list" if isinstance(value, list) else "an object"
+        raise BamError(f"{path} line {line_number}: field {key!r} holds {kind}, not text or a number")
+    return "" if value is None else str(value)
