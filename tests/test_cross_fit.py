@@ -110,10 +110,15 @@ def test_run_config_refuses_bad_teacher_folds_by_name(overrides: list[str], mess
         load_run_config("smoke", None, overrides)
 
 
-def test_cross_fit_fields_are_not_set_by_hand_in_a_run() -> None:
+def test_fields_bam_run_sets_per_stage_are_not_set_by_hand_in_a_run() -> None:
+    """``teacher.tasks`` and ``train.seed`` were silently replaced by each stage's own."""
     for section in ("train", "teacher", "student", "methods.bam"):
         with pytest.raises(BamError, match=rf"^{section}\.cv_folds: bam run sets it .* use teacher_folds"):
             load_run_config("smoke", None, [f"{section}.cv_folds=2"])
+        with pytest.raises(BamError, match=rf"^{section}\.seed: bam run sets it .* use the run's seeds"):
+            load_run_config("smoke", None, [f"{section}.seed=5"])
+        with pytest.raises(BamError, match=rf"^{section}\.tasks: bam run sets it .* use the run's tasks"):
+            load_run_config("smoke", None, [f"{section}.tasks=[rte]"])
 
 
 def test_stage_keys_without_later_settings_are_the_keys_from_before_them() -> None:

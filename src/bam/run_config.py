@@ -40,7 +40,13 @@ PER_TASK_KEY = "per_task"  # a method key: one student per task (Single→Single
 TEACHERS_KEY = "teachers"  # a method key: an ensemble of this many teachers per task
 FOLDS_KEY = "teacher_folds"  # a method key: out-of-fold outputs of this many fold teachers per task
 METHOD_KEYS = (PER_TASK_KEY, TEACHERS_KEY, FOLDS_KEY)
-CROSS_FIT_FIELDS = ("cv_folds", "cv_holdout")  # set by bam run per fold teacher, never by hand
+# TrainConfig keys bam run sets for each stage, never by hand: what to write instead.
+STAGE_FIELDS = {
+    "tasks": "the run's tasks",
+    "seed": "the run's seeds",
+    "cv_folds": FOLDS_KEY,
+    "cv_holdout": FOLDS_KEY,
+}
 
 
 @dataclass
@@ -151,9 +157,9 @@ class RunConfig:
         sections = {"train": self.train, "teacher": self.teacher, "student": self.student}
         methods = {f"methods.{name}": v for name, v in self.methods.items() if isinstance(v, dict)}
         for section, values in {**sections, **methods}.items():
-            for key in CROSS_FIT_FIELDS:
+            for key, instead in STAGE_FIELDS.items():
                 if key in values:
-                    raise BamError(f"{section}.{key}: bam run sets it for its fold teachers; use {FOLDS_KEY}")
+                    raise BamError(f"{section}.{key}: bam run sets it for each stage; use {instead}")
         first_stage = {"tasks": self.tasks[:1], "seed": self.seeds[0]}
         for section, values in sections.items():
             defaults = STUDENT_DEFAULTS if section == "student" else TEACHER_DEFAULTS
