@@ -150,6 +150,9 @@ def test_unknown_task_key_type_and_config_file(tmp_path, capsys) -> None:
     _fails(
         capsys, [*_train(data, out), "--config", str(config)], config, "unknown key batch_sise", output=out
     )
+    config.write_text("learning_rate: 1e-3\n")  # a sound file: an override's mistake is not blamed on it
+    err = _fails(capsys, [*_train(data, out, "epochs=abc"), "--config", str(config)], "command line: epochs")
+    assert str(config) not in err
     config.write_text("epochs: [1\n")
     _fails(
         capsys, [*_train(data, out), "--config", str(config)], config, "line 2", "invalid YAML", output=out

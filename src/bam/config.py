@@ -280,9 +280,10 @@ def load_train_config(config_file: str | None, overrides: list[str], base: dict[
     values = dict(base)
     if config_file:
         values = deep_merge(values, read_yaml(config_file))
-    source = config_file or "command line"
-    merged = deep_merge(values, parse_overrides(overrides))
-    return build_dataclass(TrainConfig, merged, source)
+        from_file = build_dataclass(TrainConfig, values, config_file)  # the file's mistakes name the file
+        if not overrides:
+            return from_file
+    return build_dataclass(TrainConfig, deep_merge(values, parse_overrides(overrides)), "command line")
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
