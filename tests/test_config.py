@@ -65,6 +65,8 @@ def test_run_config_refuses_typos_in_any_section() -> None:
         load_run_config("smoke", None, ["sed=[1]"])
     with pytest.raises(BamError, match="unknown preset 'nope'"):
         load_run_config("nope", None, [])
+    with pytest.raises(BamError, match="unknown preset ''"):  # it ran the demo
+        load_run_config("", None, [])
 
 
 @pytest.mark.parametrize(

@@ -199,8 +199,10 @@ def preset_path(name: str) -> Path:
 def load_run_config(preset: str | None, config_file: str | None, overrides: list[str]) -> RunConfig:
     """Preset < config file < ``key=value`` overrides; with neither preset nor file, the demo."""
     values: dict[str, Any] = {}
-    if preset or not config_file:
-        values = read_yaml(preset_path(preset or "demo"))
+    if preset is None and not config_file:
+        preset = "demo"
+    if preset is not None:  # `--preset ''` is refused by name, not taken for the demo
+        values = read_yaml(preset_path(preset))
     if config_file:
         values = deep_merge(values, read_yaml(config_file))
     values = deep_merge(values, parse_overrides(overrides))
@@ -211,6 +213,6 @@ def load_run_config(preset: str | None, config_file: str | None, overrides: list
         values["methods"] = {name: settings for name, settings in methods.items() if settings is not None}
         if not values["methods"]:
             raise BamError("methods: every method was removed (methods=null trains the teachers only)")
-    config: RunConfig = build_dataclass(RunConfig, values, config_file or f"preset {preset or 'demo'}")
+    config: RunConfig = build_dataclass(RunConfig, values, config_file or f"preset {preset}")
     config.validate()
     return config
