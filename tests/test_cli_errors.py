@@ -447,3 +447,12 @@ def test_a_run_that_fails_before_any_stage_leaves_no_folder(tmp_path, capsys) ->
     _fails(capsys, ["run", "--preset", "smoke", "--output", str(out), "-q", f"train.data_dir={missing}"],
            f"{missing}/RTE/train.tsv: file not found")  # fmt: skip
     assert not out.exists()
+
+
+def test_a_diverged_training_stops_with_the_step_and_a_remedy(tmp_path, capsys) -> None:
+    """It trained on to the end with a NaN loss and reported a score of 0 as a finished run."""
+    data, _ = _data(tmp_path, "stsb")
+    out = tmp_path / "out"
+    _fails(capsys, _train(data, out, "learning_rate=1e30", "epochs=8", task="stsb"),
+           "the training loss is nan", "try a lower learning_rate")  # fmt: skip
+    assert not (out / "train_done.json").exists()  # what is there is a resumable, unfinished run

@@ -270,6 +270,11 @@ def _train(
         if average is not None:
             average.update_parameters(accelerator.unwrap_model(model))
         step_loss = accelerator.reduce(loss_sum.detach(), reduction="sum").item() / len(batch.rows)
+        if not math.isfinite(step_loss):  # every later step and score would be noise, reported as done
+            raise BamError(
+                f"step {step + 1}: the training loss is {step_loss} (training diverged; "
+                f"try a lower learning_rate than {config.learning_rate:g})"
+            )
         progress["examples"] += len(batch.rows)
         progress["loss_sum"] += step_loss
         progress["loss_steps"] += 1
