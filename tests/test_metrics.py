@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import warnings
 
@@ -164,3 +165,12 @@ def test_averages_from_full_results() -> None:
     glue = glue_average({n: glue_task_score(tasks[n], r) for n, r in results.items()})
     assert bam == pytest.approx((60.0 + 86.0 + 84.0) / 3)
     assert glue == pytest.approx((60.0 + 88.0 + 83.5 + 56.0) / 4)
+
+
+def test_an_average_no_task_counts_towards_is_null_in_json() -> None:
+    """WNLI alone has no BAM average; it was NaN, which json.dumps writes and JSON parsers refuse."""
+    from bam.evaluate import summarize
+
+    summary = summarize({"wnli": {"dev": {"accuracy": 56.0}}}, [get_task("wnli")])
+    assert summary["bam_avg"] is None and summary["glue_avg"] == pytest.approx(56.0)
+    assert '"bam_avg": null' in json.dumps(summary)

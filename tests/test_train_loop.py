@@ -91,9 +91,9 @@ def test_the_weight_average_is_what_is_evaluated_and_kept(tmp_path, tiny_train_v
 
 
 def test_the_kept_model_is_chosen_even_when_no_task_counts_towards_the_bam_average() -> None:
-    """WNLI alone has no BAM average (NaN), and NaN > NaN is never true: the first evaluation was
-    kept whatever came after. The task scores' mean decides instead."""
-    first = {"bam_avg": float("nan"), "scores": {"wnli": 43.66}}
-    later = {"bam_avg": float("nan"), "scores": {"wnli": 56.34}}
+    """WNLI alone has no BAM average (null): the first evaluation was kept whatever came after
+    (NaN > NaN is never true). The task scores' mean decides instead."""
+    first = {"bam_avg": None, "scores": {"wnli": 43.66}}
+    later = {"bam_avg": None, "scores": {"wnli": 56.34}}
     assert selection_score(later) > selection_score(first)
     assert selection_score({"bam_avg": 70.0, "scores": {"rte": 60.0, "wnli": 90.0}}) == 70.0

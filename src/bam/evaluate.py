@@ -65,14 +65,14 @@ def summarize(results: Results, tasks: list[TaskSpec]) -> dict[str, object]:
     glue_scores = {name: glue_task_score(by_name[name], splits) for name, splits in results.items()}
     return {
         "scores": scores,
-        "bam_avg": _average_or_nan(bam_average, scores),
-        "glue_avg": _average_or_nan(glue_average, glue_scores),
+        "bam_avg": _average_or_none(bam_average, scores),
+        "glue_avg": _average_or_none(glue_average, glue_scores),
     }
 
 
-def _average_or_nan(average: Callable[[dict[str, float]], float], scores: dict[str, float]) -> float:
-    """An average, or NaN when no task counts towards it (e.g. a WNLI-only run)."""
+def _average_or_none(average: Callable[[dict[str, float]], float], scores: dict[str, float]) -> float | None:
+    """An average, or None (JSON null; NaN is not JSON) when no task counts towards it (WNLI alone)."""
     try:
         return average(scores)
     except BamError:
-        return float("nan")
+        return None

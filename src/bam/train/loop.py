@@ -85,9 +85,9 @@ def longest_input(model: torch.nn.Module, tokenizer: Any) -> int | None:
 
 def selection_score(dev: dict) -> float:
     """The dev score that picks the model to keep: BAM's average, or the mean of the task scores
-    when no trained task counts towards it (WNLI alone), where NaN would never compare better."""
+    when no trained task counts towards it (WNLI alone: no average to compare)."""
     average = dev["bam_avg"]
-    return average if not math.isnan(average) else sum(dev["scores"].values()) / len(dev["scores"])
+    return average if average is not None else sum(dev["scores"].values()) / len(dev["scores"])
 
 
 def _distributed_on_cpu() -> bool:
@@ -297,12 +297,13 @@ def _train(
             if log_with:
                 accelerator.log(
                     {f"dev/{k}": v for k, v in summary["scores"].items()}
-                    | {"dev/bam_avg": summary["bam_avg"]},
+                    | ({} if summary["bam_avg"] is None else {"dev/bam_avg": summary["bam_avg"]}),
                     step=done,
                 )
             if not quiet and accelerator.is_main_process:
                 scores = " ".join(f"{k}={v:.2f}" for k, v in summary["scores"].items())
-                bar.write(f"step {done}/{total_steps} dev {scores} avg={summary['bam_avg']:.2f}")
+                average = "none" if summary["bam_avg"] is None else f"{summary['bam_avg']:.2f}"
+                bar.write(f"step {done}/{total_steps} dev {scores} avg={average}")
             better = progress["best"] is None or selection_score(entry) > selection_score(progress["best"])
             if (better or not config.keep_best) and accelerator.is_main_process:
                 save_bam_model(
