@@ -403,6 +403,8 @@ def test_seeds_out_of_range_twice_named_tasks_and_too_long_inputs(tmp_path, caps
     _fails(capsys, [*dry, "seeds=[-1]"], "seeds: -1")
     _fails(capsys, [*dry, "seeds=[1,1]"], "seeds: 1 is named twice")
     _fails(capsys, [*dry, "tasks=[rte,RTE]"], "tasks: rte is named twice")
+    # it trained every stage, then failed for want of an average to compare
+    _fails(capsys, [*dry, "tasks=[wnli]"], "tasks: none of wnli counts towards the BAM average")
 
 
 def test_a_batch_size_below_one_is_refused(tmp_path, capsys) -> None:

@@ -113,8 +113,11 @@ class RunConfig:
             raise BamError("seeds: at least one seed is needed")
         if self.teachers_per_task < 1:
             raise BamError("teachers_per_task must be at least 1")
-        names = [get_task(t).name for t in self.tasks]
+        specs = [get_task(t) for t in self.tasks]
+        names = [task.name for task in specs]
         check_named_once("tasks", names)
+        if not any(task.in_bam_average for task in specs):  # the run compares methods by it
+            raise BamError(f"tasks: none of {', '.join(names)} counts towards the BAM average; use bam train")
         check_named_once("seeds", self.seeds)
         for seed in self.seeds:
             if not 0 <= seed < 2**32:
