@@ -458,3 +458,8 @@ def test_a_diverged_training_stops_with_the_step_and_a_remedy(tmp_path, capsys) 
     _fails(capsys, _train(data, out, "learning_rate=1e30", "epochs=8", task="stsb"),
            "the training loss is nan", "try a lower learning_rate")  # fmt: skip
     assert not (out / "train_done.json").exists()  # what is there is a resumable, unfinished run
+
+
+def test_inspecting_a_folder_without_glue_files_is_an_error(tmp_path, capsys) -> None:
+    """It printed "no GLUE files found" and exited 0, as if a wrong path were an empty dataset."""
+    _fails(capsys, ["data", "inspect", str(tmp_path)], f"{tmp_path}: no GLUE files found", "RTE/train.tsv")

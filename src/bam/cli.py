@@ -171,6 +171,8 @@ def cmd_data_inspect(args: argparse.Namespace) -> None:
     from bam.data.inspect import format_inspect_table, inspect_data_dir
 
     report = inspect_data_dir(args.dir)
+    if not report["tasks"]:  # most likely the wrong folder: not "nothing" with exit 0
+        raise BamError(f"{args.dir}: no GLUE files found (the glue_data layout, e.g. RTE/train.tsv)")
     print(json.dumps(report, indent=2) if args.json else format_inspect_table(report))
 
 
