@@ -126,6 +126,16 @@ def test_paper_recipe_dry_run_works_offline(capsys) -> None:
         assert f"  {task} " in plan
     assert "rows  392,702 (expected)" in plan  # MNLI is not here: the official count is used
     assert "teacher mnli s1" in plan and "bam cola+sst2" in plan
+    assert "wnli: not read, planned from the official row counts (a dry run does not download)" in plan
+
+
+def test_a_dry_run_says_which_files_it_could_not_read(tmp_path, capsys) -> None:
+    """A wrong data_dir was planned from the official counts without a word, and failed later."""
+    missing = tmp_path / "glue"
+    assert main(["run", "--preset", "smoke", "--dry-run", f"train.data_dir={missing}"]) == 0
+    plan = capsys.readouterr().out
+    unread = f"rte: not read, planned from the official row counts ({missing}/RTE/train.tsv: file not found"
+    assert unread in plan
 
 
 def test_dry_run_tells_how_jobs_schedule_the_stages(capsys) -> None:

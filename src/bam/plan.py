@@ -50,6 +50,7 @@ class TaskPlan:
     rows: int
     tokens_per_row: float
     source: str  # "files" or "expected"
+    unread: str = ""  # why the files were not read, for "expected"
 
 
 def _task_plan(task_name: str, config: TrainConfig) -> TaskPlan:
@@ -60,14 +61,14 @@ def _task_plan(task_name: str, config: TrainConfig) -> TaskPlan:
         if is_hub(config.data_dir) and task.root is None:
             raise BamError("a dry run does not download")  # planned from the official counts
         examples = training_rows(task, config)
-    except BamError:
+    except BamError as err:
         rows = task.expected_rows.get("train")
         if rows is None:
             raise
         rows = min(rows, cap or rows)
         if config.cv_folds:  # a fold teacher: fold cv_holdout left out
             rows = int(np.count_nonzero(fold_assignment(rows, config.cv_folds) != config.cv_holdout))
-        return TaskPlan(task.name, rows * doubled, FALLBACK_TOKENS, "expected")
+        return TaskPlan(task.name, rows * doubled, FALLBACK_TOKENS, "expected", str(err))
     words = sum(len(t.split()) for column in examples.texts for t in column[:2000])
     sample = min(len(examples), 2000)
     tokens = min(config.max_length, 1.3 * words / max(sample, 1) + 1 + len(examples.texts))
@@ -137,6 +138,12 @@ def describe_plan(config: RunConfig, jobs: int = 1) -> str:
             f"sampling share {100 * shares[name]:5.1f}% (α={student.sampling_alpha}"
             + (f", ×{student.sampling_boost[name]:g})" if name in student.sampling_boost else ")")
         )
+    unread: dict[str, list[str]] = {}  # a wrong data_dir shows here, not hours later
+    for plan in plans.values():
+        if plan.unread:
+            unread.setdefault(plan.unread, []).append(plan.name)
+    for why, names in unread.items():
+        lines.append(f"  {', '.join(names)}: not read, planned from the official row counts ({why})")
     for method in config.methods:  # students that draw tasks otherwise than the one shown above
         other = config.student_config(method, config.tasks, seed) if method != "single" else student
         if (other.sampling_alpha, other.sampling_boost) != (student.sampling_alpha, student.sampling_boost):
