@@ -4,7 +4,7 @@ Run from anywhere: ``python results/glue5-cpu/boost_table.py``. It reads only re
 kept here: the main table's seeds (Single, BAM) and the boost runs under ablations/ (each its own
 ``bam run`` folder, so they are not merged: seeds 1 and 2 ran with ``train.dropout_rng=torch``,
 seeds 4 and 5 without). A boost is compared with BAM and Single on the seeds it ran on only.
-Seeds 3 and 6 of the main table trained on an H200 and an H100; their boost runs trained Single
+Seeds 3, 6 and 7 of the main table trained on an H200 and H100s; their boost runs trained Single
 and BAM again on the CPU beside the boost, and those are the ones it is compared with.
 """
 
@@ -18,11 +18,11 @@ HERE = Path(__file__).parent
 TASKS = ["cola", "sst2", "mrpc", "stsb", "rte", "avg"]
 RULE = "|---|---:|---:|---:|---:|---:|---:|"
 BOOSTS = {  # method → the folder holding each seed's run of it
-    "bam_cola15": {seed: f"ablations/cola-boost15/seed{seed}" for seed in (1, 2, 3, 4, 5, 6)},
+    "bam_cola15": {seed: f"ablations/cola-boost15/seed{seed}" for seed in (1, 2, 3, 4, 5, 6, 7)},
     "bam_cola2": {1: "ablations/cola-boost-seed1", 4: "ablations/cola-boost-seed4", 5: "ablations/seed5"},
 }
-# seed → where its Single and BAM are, if not "." (seeds 3 and 6 were trained again on the CPU)
-BASELINES = {3: "ablations/cola-boost15/seed3", 6: "ablations/cola-boost15/seed6"}
+# seed → where its Single and BAM are, if not "." (seeds 3, 6 and 7 were trained again on the CPU)
+BASELINES = {seed: f"ablations/cola-boost15/seed{seed}" for seed in (3, 6, 7)}
 
 
 def _scores(folder: str, seed: int, method: str) -> dict[str, float]:
