@@ -17,10 +17,13 @@ import numpy as np
 import pytest
 
 from bam.cli import main
+from bam.config import TrainConfig
 from bam.data.prepare import training_examples
 from bam.distill.store import save_teacher_outputs
+from bam.errors import BamError
 from bam.fileio import exclusive_folder
 from bam.tasks import get_task
+from bam.train.loop import train
 from tests.conftest import TINY
 
 GLUE = Path(__file__).resolve().parents[1] / "src" / "bam" / "resources" / "glue"
@@ -439,6 +442,19 @@ def test_per_task_settings_must_name_a_task_by_its_own_name(tmp_path, capsys) ->
     _fails(capsys, [*dry, *per_task_boost], "sampling_boost.rte")
     # a preset's cap of a GLUE task the run leaves out is kept, not refused
     assert main([*dry, "tasks=[rte]", "train.train_cap.sst2=100"]) == 0
+    assert not out.exists()
+
+
+def test_the_python_train_refuses_a_task_written_by_another_of_its_names(tmp_path) -> None:
+    """``train()`` cannot know every task a ``bam run`` stage's caps may name, but a GLUE task
+    written by another of its names is a typo wherever it appears."""
+    data, _ = _data(tmp_path, "rte")
+    out = tmp_path / "out"
+    for setting in ({"train_cap": {"RTE": 8}}, {"both_orders": ["STS-B"]}):
+        tiny = {"random_init": True, "encoder_overrides": dict(TINY)}
+        config = TrainConfig(tasks=["rte"], data_dir=str(data), **tiny, **setting)
+        with pytest.raises(BamError, match=r"\((write rte|write stsb)\)$"):
+            train(config, out, quiet=True)
     assert not out.exists()
 
 

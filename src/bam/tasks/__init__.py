@@ -9,7 +9,16 @@ from bam.errors import BamError
 from bam.tasks.glue import GLUE_TASKS
 from bam.tasks.spec import HubSource, SplitFile, TaskSpec
 
-__all__ = ["GLUE_TASKS", "HubSource", "SplitFile", "TaskSpec", "check_task_keys", "get_task", "task_names"]
+__all__ = [
+    "GLUE_TASKS",
+    "HubSource",
+    "SplitFile",
+    "TaskSpec",
+    "check_task_keys",
+    "check_task_spelling",
+    "get_task",
+    "task_names",
+]
 
 _ALIASES: dict[str, str] = {}
 for _task in GLUE_TASKS.values():
@@ -43,3 +52,12 @@ def check_task_keys(setting: str, keys: Iterable[str], allowed: Collection[str])
         canonical = _ALIASES.get(str(key).lower())
         hint = f"write {canonical}" if canonical in allowed else f"tasks: {', '.join(allowed)}"
         raise BamError(f"{setting}.{key}: {key!r} is not one of the tasks here ({hint})")
+
+
+def check_task_spelling(setting: str, keys: Iterable[str]) -> None:
+    """Refuse a GLUE task written by another of its names (``train_cap.SST-2``), where the
+    tasks a key may name are not known (a stage of ``bam run`` gets the whole run's caps)."""
+    for key in keys:
+        canonical = _ALIASES.get(str(key).lower())
+        if canonical is not None and canonical != key:
+            raise BamError(f"{setting}.{key}: settings name a task by its own name (write {canonical})")

@@ -32,7 +32,7 @@ from bam.evaluate import evaluate, load_eval_splits, summarize
 from bam.fileio import atomic_write_json, exclusive_folder, sha256_file
 from bam.model import MODEL_FILE, build_model, default_device, save_bam_model
 from bam.progress import progress_bar
-from bam.tasks import check_task_keys, get_task
+from bam.tasks import check_task_keys, check_task_spelling, get_task
 from bam.train.averaging import weight_average
 from bam.train.batch_loss import batch_loss, load_task_data
 from bam.train.checkpoint import (
@@ -131,6 +131,8 @@ def _train(
     check_named_once("tasks", trained)
     check_task_keys("teacher_outputs", config.teacher_outputs, trained)
     check_task_keys("sampling_boost", config.sampling_boost, trained)
+    check_task_spelling("train_cap", config.train_cap)
+    check_task_spelling("both_orders", config.both_orders)
     rows = [training_rows(task, config) for task in tasks]
     key = run_key(config, rows)
     check_output_dir(output_dir, config, key)
