@@ -434,12 +434,13 @@ def test_per_task_settings_must_name_a_task_by_its_own_name(tmp_path, capsys) ->
     _fails(capsys, _train(data, out, "both_orders=[mrpc]"), "both_orders.mrpc", "tasks: rte", output=out)
     assert not out.exists()
     dry = ["run", "--preset", "smoke", "--dry-run", "--output", str(out)]
-    _fails(capsys, [*dry, "train.train_cap.SST-2=100"], "train_cap.SST-2", "write sst2")
-    _fails(capsys, [*dry, "student.both_orders=[stsbb]"], "both_orders.stsbb", "tasks: ")
-    _fails(capsys, [*dry, "methods.bam.sampling_boost.cola=2"], "sampling_boost.cola", "not one of the tasks")
-    _fails(capsys, [*dry, "train.sampling_boost.rte=2"], "sampling_boost.rte")  # teachers of mrpc, stsb
+    _fails(capsys, [*dry, "train.train_cap.SST-2=100"], "train.train_cap.SST-2:", "write sst2")
+    _fails(capsys, [*dry, "student.both_orders=[stsbb]"], "student.both_orders.stsbb:", "tasks: ")
+    boost = "methods.bam.sampling_boost.cola"
+    _fails(capsys, [*dry, f"{boost}=2"], f"{boost}:", "not one of the tasks")
+    _fails(capsys, [*dry, "train.sampling_boost.rte=2"], "train.sampling_boost.rte:")  # teachers: mrpc, stsb
     per_task_boost = ["methods.bam.per_task=true", "methods.bam.sampling_boost.rte=2"]
-    _fails(capsys, [*dry, *per_task_boost], "sampling_boost.rte")
+    _fails(capsys, [*dry, *per_task_boost], "methods.bam.sampling_boost.rte:")
     # a preset's cap of a GLUE task the run leaves out is kept, not refused
     assert main([*dry, "tasks=[rte]", "train.train_cap.sst2=100"]) == 0
     assert not out.exists()

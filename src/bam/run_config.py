@@ -136,22 +136,35 @@ class RunConfig:
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
                 raise BamError(f"methods.{method}.{TEACHERS_KEY} must be a whole number, at least 1")
             student = self.student_config(method, self.tasks, self.seeds[0])
-            self._check_task_keys(student, names, per_task=self.per_task(method))
+            sections = [f"methods.{method}", "student", "train"]
+            self._check_task_keys(student, names, self.per_task(method), sections)
             if FOLDS_KEY in overrides:
                 self._check_folds(method, overrides[FOLDS_KEY], student)
-        self._check_task_keys(self.teacher_config(self.tasks[0], self.seeds[0]), names, per_task=True)
+        teacher = self.teacher_config(self.tasks[0], self.seeds[0])
+        self._check_task_keys(teacher, names, True, ["teacher", "train"])
 
-    @staticmethod
-    def _check_task_keys(config: TrainConfig, names: list[str], per_task: bool) -> None:
+    def _check_task_keys(
+        self, config: TrainConfig, names: list[str], per_task: bool, sections: list[str]
+    ) -> None:
         """Per-task settings must name a task by its own name, so none is silently ignored.
         Caps and pair orders may name any GLUE task (a preset's caps outlive ``tasks=[rte]``);
-        a student's boosts and teacher outputs must name a task it trains."""
-        shared = [*names, *(t for t in GLUE_TASKS if t not in names)]
-        check_task_keys("train_cap", config.train_cap, shared)
-        check_task_keys("both_orders", config.both_orders, shared)
-        for group in [[n] for n in names] if per_task else [names]:
-            check_task_keys("sampling_boost", config.sampling_boost, group)
-            check_task_keys("teacher_outputs", config.teacher_outputs, group)
+        a student's boosts and teacher outputs must name a task it trains. An error names the
+        first of ``sections`` (most specific first) that holds the key."""
+        shared = [[*names, *(t for t in GLUE_TASKS if t not in names)]]
+        trained = [[n] for n in names] if per_task else [names]
+        for setting, groups in (("train_cap", shared), ("both_orders", shared),
+                                ("sampling_boost", trained), ("teacher_outputs", trained)):  # fmt: skip
+            for key in getattr(config, setting):
+                held = (f"{s}.{setting}" for s in sections if key in self._section(s).get(setting, ()))
+                where = next(held, setting)
+                for group in groups:
+                    check_task_keys(where, [key], group)
+
+    def _section(self, name: str) -> dict[str, Any]:
+        """The settings a run's section holds: ``train``, ``teacher``, ``student`` or ``methods.<m>``."""
+        if name.startswith("methods."):
+            return self.methods[name.removeprefix("methods.")]
+        return getattr(self, name)
 
     def _check_sections(self) -> None:
         """Check ``train``, ``teacher`` and ``student`` each on its own, so a bad key is named by
