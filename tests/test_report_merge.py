@@ -100,3 +100,23 @@ def test_seeds_run_apart_merge_into_one_report(tmp_path, capsys) -> None:
     assert main(["report", str(first), "--merge-into", str(foreign)]) != 0
     err = capsys.readouterr().err
     assert "merge into a new or empty folder" in err and "--overwrite" not in err
+
+
+def test_a_merged_folder_merges_again_without_its_stage_folders(tmp_path) -> None:
+    """Stages trained on a lent machine stay there: the merge's wall-time table lost them, and a
+    merge of merged folders named the merged folder as every seed's source."""
+    first, second, merged = tmp_path / "first", tmp_path / "second", tmp_path / "merged"
+    _run(first, 1)
+    _run(second, 2)
+    assert main(["report", str(first), str(second), "--merge-into", str(merged), "-q"]) == 0
+    for folder in (first, second):
+        shutil.rmtree(folder / "stages")
+    again = tmp_path / "again"
+    assert main(["report", str(merged), "--merge-into", str(again), "-q"]) == 0
+    before, after = (json.loads((f / "results.json").read_text())["details"] for f in (merged, again))
+    assert len(after["stage_seconds"]) == 6 and after["stage_seconds"] == before["stage_seconds"]
+    assert after["merged_from"] == {"1": str(first), "2": str(second)}
+    # a report written again from results.json reads as the one the merge wrote
+    report = (again / "report.md").read_text()
+    assert main(["report", str(again), "-q"]) == 0
+    assert (again / "report.md").read_text() == report

@@ -68,6 +68,22 @@ def _seed_results(folder: Path, key: str, methods: list[str]) -> list[tuple[Path
     return found
 
 
+def _recorded(folder: Path) -> tuple[dict[str, str], dict[str, float]]:
+    """Each seed's source and each stage's wall time from ``folder``'s own ``results.json`` (none
+    while its first seed still trains): they stand in for stage folders that did not travel with
+    it, as when merging a merged folder or a run whose stages stayed on a lent machine."""
+    path = folder / "results.json"
+    details = read_json_object(path).get("details") if path.is_file() else None
+    details = details if isinstance(details, dict) else {}
+    origins, seconds = details.get("merged_from"), details.get("stage_seconds")
+    origins = origins if isinstance(origins, dict) else {}
+    seconds = seconds if isinstance(seconds, dict) else {}
+    return (
+        {seed: src for seed, src in origins.items() if isinstance(src, str)},
+        {name: secs for name, secs in seconds.items() if isinstance(secs, int | float)},
+    )
+
+
 def merge_runs(folders: list[Path], into: Path, methods: list[str] | None = None) -> dict[str, Any]:
     """Write ``into/results.json`` (medians over every seed found), ``into/report.md`` and plots.
 
@@ -89,15 +105,19 @@ def merge_runs(folders: list[Path], into: Path, methods: list[str] | None = None
             raise BamError(
                 f"{folder}: ran another configuration than {folders[0]} ({', '.join(differing)} differ)"
             )
+        origins, recorded_seconds = _recorded(folder)
         for path, result in _seed_results(folder, config_key(ran), list(config["methods"])):
             seed = result["seed"]
             if seed in per_seed and per_seed[seed] != result["methods"]:
                 raise BamError(f"{path}: seed {seed} is also in {sources[seed]}, with other scores")
-            per_seed[seed], stages[seed], sources[seed] = result["methods"], result["stages"], str(folder)
+            per_seed[seed], stages[seed] = result["methods"], result["stages"]
+            sources[seed] = origins.get(str(seed), str(folder))  # a merged folder's seeds keep their source
             for stage in (Path(p) for paths in stages[seed].values() for p in paths):
                 done = read_done(stage)  # a stage's own record: the run may still be training later seeds
                 if done is not None:
                     seconds[stage.name] = done.get("seconds", 0.0)
+                elif stage.name in recorded_seconds:
+                    seconds[stage.name] = recorded_seconds[stage.name]
     seeds = sorted(per_seed)
     results = {
         "metric": "bam_avg",

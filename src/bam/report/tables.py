@@ -175,10 +175,11 @@ def write_report(root: Path, results: dict[str, Any]) -> Path:
     parts += [versus, ""] if versus else []
     if len(seeds) > 1:
         parts += [seed_statistics(details["per_seed"]), ""]
-        for seed, methods in details["per_seed"].items():
+        for seed, methods in sorted(details["per_seed"].items(), key=lambda item: int(item[0])):
             parts += [f"## Seed {seed}", "", format_table(methods), ""]
+    # in results.json's order (sorted), so a report written from the file reads as the first one
     parts += ["## Wall time per stage", "", "| stage | seconds |", "|---|---:|"]
-    parts += [f"| {name} | {secs:.0f} |" for name, secs in details["stage_seconds"].items()]
+    parts += [f"| {name} | {secs:.0f} |" for name, secs in sorted(details["stage_seconds"].items())]
     parts += [f"| **all stages** | {sum(details['stage_seconds'].values()):.0f} |"]
     if "wall_seconds" in details:
         parts += [f"| **whole run (this invocation)** | {details['wall_seconds']:.0f} |"]
