@@ -30,6 +30,17 @@ def test_train_config_layers_file_then_overrides(tmp_path) -> None:
     assert config.epochs == TrainConfig().epochs
 
 
+def test_a_mistake_is_blamed_on_its_source_and_an_override_may_correct_the_file(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: x\n")
+    assert load_train_config(str(path), ["epochs=2"], {}).epochs == 2.0
+    with pytest.raises(BamError, match=rf"^{re.escape(str(path))}: epochs must be float"):
+        load_train_config(str(path), ["batch_size=4"], {})
+    path.write_text("epochs: 2\n")
+    with pytest.raises(BamError, match=r"^command line: batch_size must be int"):
+        load_train_config(str(path), ["batch_size=x"], {})
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

@@ -277,13 +277,14 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 def load_train_config(config_file: str | None, overrides: list[str], base: dict[str, Any]) -> TrainConfig:
     """Defaults < ``base`` (CLI flags) < config file < ``key=value`` overrides."""
-    values = dict(base)
-    if config_file:
-        values = deep_merge(values, read_yaml(config_file))
-        from_file = build_dataclass(TrainConfig, values, config_file)  # the file's mistakes name the file
-        if not overrides:
-            return from_file
-    return build_dataclass(TrainConfig, deep_merge(values, parse_overrides(overrides)), "command line")
+    values = deep_merge(dict(base), read_yaml(config_file)) if config_file else dict(base)
+    source = config_file if config_file and not overrides else "command line"
+    try:
+        return build_dataclass(TrainConfig, deep_merge(values, parse_overrides(overrides)), source)
+    except BamError:
+        if config_file and overrides:  # an override may correct the file; if not, name the file
+            build_dataclass(TrainConfig, values, config_file)
+        raise
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
