@@ -90,6 +90,16 @@ def test_the_weight_average_is_what_is_evaluated_and_kept(tmp_path, tiny_train_v
     assert "heads.rte.1.weight" in moved and any(k.startswith("encoder.") for k in moved)
 
 
+@pytest.mark.parametrize("ema_decay", [0.0, 0.5])
+def test_a_run_that_prints_its_progress_trains_as_a_quiet_one(tmp_path, tiny_train_values, capsys, ema_decay):
+    """The progress line once reused the weight average's variable name: every run not given
+    ``--quiet`` crashed at its first checkpoint after an evaluation (the demo among them)."""
+    config = _config(tiny_train_values, tasks=["rte"], train_cap={"rte": 32}, epochs=2.0, ema_decay=ema_decay)
+    shown = train(config, tmp_path / "shown", quiet=False)
+    assert "step 4/8 dev rte=" in capsys.readouterr().out
+    assert shown.dev == train(config, tmp_path / "quiet", quiet=True).dev
+
+
 def test_the_kept_model_is_chosen_even_when_no_task_counts_towards_the_bam_average() -> None:
     """WNLI alone has no BAM average (null): the first evaluation was kept whatever came after
     (NaN > NaN is never true). The task scores' mean decides instead."""

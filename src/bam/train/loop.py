@@ -304,8 +304,8 @@ def _train(
                 )
             if not quiet and accelerator.is_main_process:
                 scores = " ".join(f"{k}={v:.2f}" for k, v in summary["scores"].items())
-                average = "none" if summary["bam_avg"] is None else f"{summary['bam_avg']:.2f}"
-                bar.write(f"step {done}/{total_steps} dev {scores} avg={average}")
+                shown = "none" if summary["bam_avg"] is None else f"{summary['bam_avg']:.2f}"
+                bar.write(f"step {done}/{total_steps} dev {scores} avg={shown}")
             better = progress["best"] is None or selection_score(entry) > selection_score(progress["best"])
             if (better or not config.keep_best) and accelerator.is_main_process:
                 save_bam_model(
