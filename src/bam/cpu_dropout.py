@@ -27,7 +27,7 @@ try:  # newer transformers (v5 here): attention functions and their masks are pl
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 except ImportError:  # older: only the nn.Dropout modules are swapped
-    AttentionInterface = None
+    AttentionInterface = None  # type: ignore[misc,assignment]
 
 ATTENTION = "bam_sdpa"  # sdpa, with this file's dropout on the attention probabilities on CPU
 _LEVELS = 65536  # a mask element is one uniform 16-bit draw

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from transformers import PreTrainedTokenizerBase
@@ -58,7 +59,7 @@ def evaluate(model: BamModel, splits: list[EvalSplit], pad_id: int, batch_size: 
     return results
 
 
-def summarize(results: Results, tasks: list[TaskSpec]) -> dict[str, object]:
+def summarize(results: Results, tasks: list[TaskSpec]) -> dict[str, Any]:
     """Primary score per task plus BAM's and GLUE's averages over the tasks evaluated."""
     by_name = {task.name: task for task in tasks}
     scores = {name: primary_score(by_name[name], splits) for name, splits in results.items()}

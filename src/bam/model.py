@@ -16,7 +16,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors.torch import load_file, save_model
@@ -28,7 +28,7 @@ from bam.errors import BamError
 try:  # transformers' configs check their fields with huggingface_hub's strict dataclasses
     from huggingface_hub.errors import StrictDataclassError
 except ImportError:  # older huggingface_hub: configs raise ValueError/TypeError only
-    StrictDataclassError = ValueError
+    StrictDataclassError = ValueError  # type: ignore[misc,assignment]
 from bam.fileio import atomic_dir, atomic_write_json
 from bam.tasks.spec import TaskSpec
 
@@ -64,22 +64,20 @@ class BamModel(nn.Module):
         if pooling not in ("cls", "mean"):
             raise BamError(f"pooling must be 'cls' or 'mean' here, got {pooling!r}")
         if pooling == "mean" and getattr(encoder, "pooler", None) is not None:
-            encoder.pooler = None  # unused: no dead weights in the optimizer, DDP or saved files
+            # unused: no dead weights in the optimizer, DDP or saved files
+            encoder.pooler = None  # type: ignore[assignment]
         self.encoder = encoder
         self.dropout = dropout
         self.pooling = pooling
         self.head_specs = {head.task: head for head in heads}
         hidden = encoder.config.hidden_size
-        self.heads = nn.ModuleDict(
-            {
-                head.task: nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, head.num_outputs))
-                for head in heads
-            }
-        )
-        for module in self.heads.values():
-            linear = module[1]
+        linears = {head.task: nn.Linear(hidden, head.num_outputs) for head in heads}
+        for linear in linears.values():
             nn.init.normal_(linear.weight, std=getattr(encoder.config, "initializer_range", 0.02))
             nn.init.zeros_(linear.bias)
+        self.heads = nn.ModuleDict(
+            {task: nn.Sequential(nn.Dropout(dropout), linear) for task, linear in linears.items()}
+        )
 
     def encode(
         self,
@@ -97,6 +95,10 @@ class BamModel(nn.Module):
             return (out.last_hidden_state * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         pooled = getattr(out, "pooler_output", None)
         return pooled if pooled is not None else out.last_hidden_state[:, 0]
+
+    def head_layer(self, task: str) -> nn.Linear:
+        """The linear layer of ``task``'s head (after its dropout), for export."""
+        return cast(nn.Linear, cast(nn.Sequential, self.heads[task])[1])
 
     def forward(
         self,

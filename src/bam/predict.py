@@ -13,7 +13,7 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import numpy as np
 import torch
@@ -173,7 +173,7 @@ def _texts_to_columns(texts: list[str] | list[tuple[str, str]]) -> tuple[list[st
                 f", got {row!r}"
             )
     if width == 1:
-        return (list(rows),)
+        return (cast(list[str], rows),)  # every row checked above
     return tuple([row[c] for row in rows] for c in range(width))
 
 

@@ -10,16 +10,19 @@ the batches are shuffled, so each batch mixes tasks of similar length.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 from bam.data.features import Features
 
+Task = TypeVar("Task")  # a task's name, or its index in a run's list of tasks
+
 
 def task_shares(
-    sizes: dict[str, int], alpha: float, boosts: dict[str, float] | None = None
-) -> dict[str, float]:
+    sizes: dict[Task, int], alpha: float, boosts: dict[Task, float] | None = None
+) -> dict[Task, float]:
     """Sampling probability of each task: w_τ·|D_τ|^α normalised (α=0 uniform, α=1 proportional).
 
     ``boosts`` gives w_τ (1 for a task it does not name): a task that loses to the others in the

@@ -9,6 +9,7 @@ it is built from the raw Microsoft files exactly as that script builds it (see :
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.client
 import io
@@ -143,7 +144,8 @@ def _plan(name: str, fetched: dict[str, Path]) -> dict[str, Callable[[], bytes]]
         return {paths[0]: fetched[sources[0]].read_bytes}
     if kind == "mrpc":
         train, test, dev_ids = (fetched[file].read_bytes() for file in sources)
-        return {path: (lambda data=data: data) for path, data in build_mrpc(train, test, dev_ids).items()}
+        files = build_mrpc(train, test, dev_ids)
+        return {path: functools.partial(bytes, data) for path, data in files.items()}
     archive = fetched[sources[0]]
     try:
         with zipfile.ZipFile(archive) as zf:
@@ -154,7 +156,7 @@ def _plan(name: str, fetched: dict[str, Path]) -> dict[str, Callable[[], bytes]]
     if lacking:
         raise BamError(f"{sources[0]}: archive lacks {', '.join(lacking)}")
     # Member names come from the task table, never from the archive: nothing can escape out_dir.
-    return {p: (lambda p=p: _read_member(archive, p)) for p in paths}
+    return {p: functools.partial(_read_member, archive, p) for p in paths}
 
 
 def _read_member(archive: Path, member: str) -> bytes:

@@ -86,13 +86,13 @@ def _parse_labels(task: TaskSpec, rows: list[tuple[int, Row]], source: str) -> n
     index = {label: i for i, label in enumerate(task.labels)}
     ids = np.empty(len(rows), dtype=np.int64)
     for i, (line, row) in enumerate(rows):
-        value = row[column].strip()
-        if value not in index:
+        label = row[column].strip()
+        if label not in index:
             raise BamError(
-                f"{source} line {line}: unknown label {value!r} in column {column!r} "
+                f"{source} line {line}: unknown label {label!r} in column {column!r} "
                 f"(expected one of {', '.join(task.labels)})"
             )
-        ids[i] = index[value]
+        ids[i] = index[label]
     return ids
 
 

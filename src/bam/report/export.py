@@ -86,7 +86,7 @@ def _mapped_state(predictor: Predictor, head: str, hf: PreTrainedModel) -> dict[
     encoder = predictor.model.encoder
     if base is None or type(base) is not type(encoder):
         raise _unsupported(model_type, f"its base model is not a {type(encoder).__name__}")
-    linear: nn.Linear = predictor.model.heads[head][1]
+    linear = predictor.model.head_layer(head)
     encoder_state = encoder.state_dict()
     classifier = getattr(hf, "classifier", None)
     if isinstance(classifier, nn.Linear):
@@ -94,17 +94,15 @@ def _mapped_state(predictor: Predictor, head: str, hf: PreTrainedModel) -> dict[
         state.update({"classifier.weight": linear.weight, "classifier.bias": linear.bias})
         return state
     dense, out_proj = getattr(classifier, "dense", None), getattr(classifier, "out_proj", None)
-    pooler = getattr(encoder, "pooler", None)
-    if (
-        isinstance(dense, nn.Linear)
-        and isinstance(out_proj, nn.Linear)
-        and isinstance(getattr(pooler, "dense", None), nn.Linear)
+    pooler_dense = getattr(getattr(encoder, "pooler", None), "dense", None)
+    if all(isinstance(layer, nn.Linear) for layer in (dense, out_proj)) and isinstance(
+        pooler_dense, nn.Linear
     ):
         state = {f"{prefix}.{k}": v for k, v in encoder_state.items() if not k.startswith("pooler.")}
         state.update(
             {
-                "classifier.dense.weight": pooler.dense.weight,
-                "classifier.dense.bias": pooler.dense.bias,
+                "classifier.dense.weight": pooler_dense.weight,
+                "classifier.dense.bias": pooler_dense.bias,
                 "classifier.out_proj.weight": linear.weight,
                 "classifier.out_proj.bias": linear.bias,
             }

@@ -119,7 +119,7 @@ def merge_runs(folders: list[Path], into: Path, methods: list[str] | None = None
                 elif stage.name in recorded_seconds:
                     seconds[stage.name] = recorded_seconds[stage.name]
     seeds = sorted(per_seed)
-    results = {
+    results: dict[str, Any] = {
         "metric": "bam_avg",
         "methods": median_table({s: per_seed[s] for s in seeds}),
         "details": {

@@ -24,13 +24,13 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
 from bam.errors import BamError
 from bam.tasks.glue import GLUE_TASKS
-from bam.tasks.spec import SplitFile, TaskSpec
+from bam.tasks.spec import SplitFile, TaskKind, TaskSpec
 
 _KEYS = (
     "name",
@@ -164,11 +164,12 @@ def _parse(path: Path) -> _Doc:
     return _Doc(path, data, lines)
 
 
-def _kind_and_labels(doc: _Doc) -> tuple[str, tuple[str, ...]]:
+def _kind_and_labels(doc: _Doc) -> tuple[TaskKind, tuple[str, ...]]:
     data = doc.data
     kind = doc.string("type") if "type" in data else "classification"
     if kind not in _METRICS:
         raise doc.error("type", f"{kind!r} is not 'classification' or 'regression'")
+    kind = cast(TaskKind, kind)
     if kind == "regression":
         if "labels" in data:
             raise doc.error(

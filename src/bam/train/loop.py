@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from accelerate import Accelerator
@@ -30,7 +30,7 @@ from bam.distill import lambda_at
 from bam.errors import BamError
 from bam.evaluate import evaluate, load_eval_splits, summarize
 from bam.fileio import atomic_write_json, exclusive_folder, sha256_file
-from bam.model import MODEL_FILE, build_model, default_device, save_bam_model
+from bam.model import MODEL_FILE, BamModel, build_model, default_device, save_bam_model
 from bam.progress import progress_bar
 from bam.tasks import check_task_keys, check_task_spelling, get_task
 from bam.train.averaging import weight_average
@@ -70,16 +70,16 @@ def _tracker_config(config: TrainConfig) -> dict[str, Any]:
     return flat
 
 
-def longest_input(model: torch.nn.Module, tokenizer: Any) -> int | None:
+def longest_input(model: BamModel, tokenizer: Any) -> int | None:
     """The most tokens the encoder reads: the smaller of its position table and its tokenizer's
     limit (RoBERTa's 514 positions hold 512 tokens; a tokenizer without one says ~1e30)."""
     config = model.encoder.config
     absolute = getattr(config, "position_biased_input", True)  # DeBERTa's relative positions: no table
-    limits = [
+    candidates = [
         getattr(config, "max_position_embeddings", None) if absolute else None,
         getattr(tokenizer, "model_max_length", None),
     ]
-    limits = [limit for limit in limits if isinstance(limit, int) and limit < 1_000_000]
+    limits = [limit for limit in candidates if isinstance(limit, int) and limit < 1_000_000]
     return min(limits) if limits else None
 
 
@@ -289,7 +289,7 @@ def _train(
         done = step + 1
         if done % eval_every == 0 or done == total_steps:
             progress["seconds"] += time.perf_counter() - tick
-            kept = accelerator.unwrap_model(model) if average is None else average.module
+            kept = cast(BamModel, accelerator.unwrap_model(model) if average is None else average.module)
             summary = summarize(evaluate(kept, eval_splits, pad_id, config.eval_batch_size), tasks)
             tick = time.perf_counter()
             train_loss = progress["loss_sum"] / max(progress["loss_steps"], 1)
