@@ -152,8 +152,13 @@ class RunConfig:
         first of ``sections`` (most specific first) that holds the key."""
         shared = [[*names, *(t for t in GLUE_TASKS if t not in names)]]
         trained = [[n] for n in names] if per_task else [names]
-        for setting, groups in (("train_cap", shared), ("both_orders", shared),
-                                ("sampling_boost", trained), ("teacher_outputs", trained)):  # fmt: skip
+        by_setting = {
+            "train_cap": shared,
+            "both_orders": shared,
+            "sampling_boost": trained,
+            "teacher_outputs": trained,
+        }
+        for setting, groups in by_setting.items():
             for key in getattr(config, setting):
                 held = (f"{s}.{setting}" for s in sections if key in self._section(s).get(setting, ()))
                 where = next(held, setting)
