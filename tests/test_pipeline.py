@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 def test_smoke_run_writes_all_methods_and_reuses_stages(tmp_path, capsys) -> None:
     out = tmp_path / "smoke"
-    assert main(["run", "--preset", "smoke", "--output", str(out), "--quiet"]) == 0
+    assert main(["run", "--preset", "smoke", "--output", str(out)]) == 0  # as a user runs it: not quiet
     results = json.loads((out / "results.json").read_text())
     assert results["metric"] == "bam_avg"
     assert set(results["methods"]) == {"single", "multi", "bam"}
@@ -29,6 +29,7 @@ def test_smoke_run_writes_all_methods_and_reuses_stages(tmp_path, capsys) -> Non
     assert "BAM (teacher annealing)" in report and '"lambda_schedule": "linear"' in report
     printed = capsys.readouterr().out
     assert "Single (teachers)" in printed
+    assert "step 3/6 dev rte=" in printed  # each stage's progress, which once crashed the first checkpoint
 
     stages = sorted(p.name for p in (out / "stages").iterdir())
     assert len(stages) == 4  # two teachers, multi, bam
