@@ -95,8 +95,10 @@ def _mapped_state(predictor: Predictor, head: str, hf: PreTrainedModel) -> dict[
         return state
     dense, out_proj = getattr(classifier, "dense", None), getattr(classifier, "out_proj", None)
     pooler_dense = getattr(getattr(encoder, "pooler", None), "dense", None)
-    if all(isinstance(layer, nn.Linear) for layer in (dense, out_proj)) and isinstance(
-        pooler_dense, nn.Linear
+    if (
+        isinstance(dense, nn.Linear)
+        and isinstance(out_proj, nn.Linear)
+        and isinstance(pooler_dense, nn.Linear)
     ):
         state = {f"{prefix}.{k}": v for k, v in encoder_state.items() if not k.startswith("pooler.")}
         state.update(
