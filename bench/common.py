@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bam.train.machine import busy_share, cpu_name, cpu_seconds  # cpu_name: as train_done.json
+from bam.cpu.machine import busy_share, cpu_name, cpu_seconds  # cpu_name: as train_done.json
 
 THREADS = 2
 RESULT_PREFIX = "BENCH_RESULT "

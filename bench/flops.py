@@ -8,7 +8,7 @@ measured in the same process just before and after the training steps (the highe
 the same 2 threads. Data: the packaged MiniLM-L6 on RTE + MRPC training rows (mean length ≈ 60).
 
 Target: ≥ 60% of peak. bam runs as configured by default (dropout masks from numpy's SFC64 on CPU,
-``bam.cpu_dropout``); the same loop with torch's ``bernoulli_`` masks (``dropout_rng: torch``) runs
+``bam.cpu.dropout``); the same loop with torch's ``bernoulli_`` masks (``dropout_rng: torch``) runs
 beside it in every round, for information, so the table shows what the faster masks are worth.
 """
 
@@ -37,7 +37,7 @@ BATCH = 32
 
 
 def bam_worker(args: dict[str, Any]) -> dict[str, Any]:
-    from bam.config import TrainConfig
+    from bam.config.train import TrainConfig
     from bam.data.batching import steps_per_epoch
 
     peak_before = best_matmul_flops()

@@ -40,7 +40,7 @@ SMALL, LARGE = 4_000, 400_000
 def student_worker(args: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
-    from bam.config import TrainConfig
+    from bam.config.train import TrainConfig
     from bam.data.prepare import training_examples
     from bam.distill import save_teacher_outputs
     from bam.tasks import get_task

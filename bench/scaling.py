@@ -33,7 +33,7 @@ TINY = {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 2, "in
 
 
 def epoch_worker(args: dict[str, Any]) -> dict[str, Any]:
-    from bam.config import TrainConfig
+    from bam.config.train import TrainConfig
     from bam.data.batching import steps_per_epoch
 
     tasks = args["tasks"]

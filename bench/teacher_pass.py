@@ -8,7 +8,7 @@ worker checks that their logits agree). Same rows (MRPC training pairs), same tr
                    batches of ``bam.distill.record.TEACHER_BATCH``, as ``record_teacher_outputs`` calls
                    it: what recording teacher outputs costs, tokenization included
 * bam_plain     -- the same with ``BAM_ONEDNN=0``: plain PyTorch linear layers instead of oneDNN's
-                   packed, bias- and GELU-fused ones (``bam.cpu_inference``), for information
+                   packed, bias- and GELU-fused ones (``bam.cpu.onednn``), for information
 * pipeline_bs32 -- ``pipeline("text-classification")(pairs, batch_size=32, truncation=True)``
 * pipeline      -- the same with the pipeline's default batch size (1)
 
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bam.distill.record import TEACHER_BATCH
+from bam.experiment.record import TEACHER_BATCH
 from common import (
     alternate,
     best_matmul_flops,
@@ -77,7 +77,7 @@ def bam_worker(args: dict[str, Any]) -> dict[str, Any]:
     from bam.data.features import load_or_tokenize
 
     os.environ["BAM_ONEDNN"] = "0" if args.get("plain_linears") else "1"
-    from bam.inference import predict_outputs
+    from bam.inference.forward import predict_outputs
 
     model, tokenizer = _models()
     examples = glue_mix([TASK], args["rows"])[0]

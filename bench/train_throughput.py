@@ -12,7 +12,7 @@ from its first step to the end of its last (model loading and tokenization outsi
 Variants, each in a fresh process, alternating per round:
 
 * bam            -- ``bam.train.loop.train`` (multi-task heads, length-grouped mixed batches), as
-                    configured by default: dropout masks from numpy's SFC64 (``bam.cpu_dropout``)
+                    configured by default: dropout masks from numpy's SFC64 (``bam.cpu.dropout``)
 * bam_torch_dropout -- the same loop with torch's ``bernoulli_`` masks (``dropout_rng: torch``), the
                     masks the Trainer uses; for information, so the table shows both
 * trainer_best   -- Trainer with dynamic padding (DataCollatorWithPadding) and length grouping
@@ -70,7 +70,7 @@ def _summary(seconds: float, batches: list[list[int]], widths: list[int]) -> dic
 
 
 def _bam_config(per_task: int, epochs: float, dropout_rng: str = "sfc64") -> Any:
-    from bam.config import TrainConfig
+    from bam.config.train import TrainConfig
 
     return TrainConfig(
         tasks=TASKS,

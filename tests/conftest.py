@@ -9,7 +9,7 @@ import pytest
 # Before anything imports huggingface_hub (it reads this once): tests never touch the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-TINY = {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2}
+from tests.helpers import TINY
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -9,13 +9,13 @@ __version__ = "0.1.0"
 __all__ = ["Predictor", "__version__"]
 
 if TYPE_CHECKING:
-    from bam.predict import Predictor
+    from bam.inference.predict import Predictor
 
 
 def __getattr__(name: str) -> Any:
     """``bam.Predictor`` on first use only, so that ``import bam`` does not load torch."""
     if name == "Predictor":
-        from bam.predict import Predictor
+        from bam.inference.predict import Predictor
 
         return Predictor
     raise AttributeError(f"module 'bam' has no attribute {name!r}")

@@ -182,3 +182,34 @@ def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def claim_folder(
+    folder: Path,
+    overwrite: bool,
+    *,
+    ours: bool,
+    what: str,
+    remedy: str = "use --overwrite to replace it",
+    also_empty: frozenset[str] | set[str] = frozenset(),
+    replace_ours: bool = False,
+) -> None:
+    """The one answer to "may bam write into ``folder``?".
+
+    A missing or empty folder, one holding only ``also_empty`` entries, or one that is ``ours``
+    (bam's own output of this kind, to resume or reuse) may be written. Anything else holds
+    someone's files: refused unless ``overwrite``, and then deleted (under the folder's lock, so a
+    folder another process is training is never deleted). ``replace_ours`` makes ``overwrite``
+    delete bam's own output too (``bam train --overwrite`` starts afresh; ``bam run`` resumes)."""
+    if folder.exists() and not folder.is_dir():
+        raise BamError(f"{folder}: is a file, not a folder")
+    entries = {entry.name for entry in folder.iterdir()} if folder.is_dir() else set()
+    foreign = bool(entries - set(also_empty)) and not ours
+    if not (foreign or (ours and entries and overwrite and replace_ours)):
+        return
+    if not overwrite:
+        raise BamError(f"{folder}: folder is not empty and holds no {what}; {remedy}")
+    with exclusive_folder(folder):
+        for entry in folder.iterdir():
+            if entry.name != LOCK_FILE:
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()

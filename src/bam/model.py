@@ -33,6 +33,7 @@ from bam.fileio import atomic_dir, atomic_write_json
 from bam.tasks.spec import TaskSpec
 
 MODEL_FILE = "model.safetensors"
+MODEL_DIR = "model"  # where a training output folder keeps its model
 META_FILE = "bam_model.json"
 FORMAT = "bam-model/1"
 
@@ -137,6 +138,23 @@ def resolve_encoder_path(name: str) -> str:
             raise BamError(f"model {name}: no such folder")
         return str(Path(name).expanduser())
     return name
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """A model folder, or a training output folder holding one in ``model/``."""
+    path = Path(path)
+    if (path / META_FILE).is_file():
+        return path
+    if (path / MODEL_DIR / META_FILE).is_file():
+        return path / MODEL_DIR
+    if not path.exists():
+        raise BamError(f"{path}: model folder not found")
+    raise BamError(f"{path}: not a bam model folder (no {META_FILE}, nor {MODEL_DIR}/{META_FILE})")
+
+
+def pad_id(tokenizer: Any) -> int:
+    """The id batches are padded with: the tokenizer's own, or 0 for one that names none."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
 def resolve_pooling(name: str, pooling: str) -> str:

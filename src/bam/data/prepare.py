@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bam.config import TrainConfig
+from bam.config.train import TrainConfig
 from bam.data.examples import Examples
 from bam.data.load import load_examples
 from bam.errors import BamError

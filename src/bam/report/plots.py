@@ -12,9 +12,11 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
+from bam.config.run import RunConfig
+from bam.config.train import build_dataclass
 from bam.distill.schedules import lambda_at
 from bam.fileio import atomic_write_bytes
-from bam.report.tables import METHOD_NAMES, ordered, task_columns
+from bam.report.names import METHOD_NAMES, ordered, task_columns
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -81,16 +83,26 @@ def plot_dev_curves(stage_dirs: dict[str, list[str]], path: Path) -> Path | None
     return _save(fig, path)
 
 
-def plot_lambda(methods_config: dict[str, dict[str, Any]], path: Path, steps: int = 200) -> Path | None:
+def lambda_schedules(run_config: dict[str, Any]) -> dict[str, tuple[str, float, float]]:
+    """Each student method's λ schedule, constant and horizon as its stages trained with them:
+    resolved through the run config's layers (defaults, ``train``, ``student``, the method), not
+    read off the method's own entry, which may leave the schedule to the ``student`` section."""
+    run = build_dataclass(RunConfig, run_config, "results.json: details.config")
+    schedules = {}
+    for method in run.methods:
+        if method != "single":
+            student = run.student_config(method, run.tasks, run.seeds[0])
+            schedules[method] = (student.lambda_schedule, student.lambda_constant, student.lambda_horizon)
+    return schedules
+
+
+def plot_lambda(run_config: dict[str, Any], path: Path, steps: int = 200) -> Path | None:
     """λ (weight on gold labels) over training for every student method (None: no students)."""
-    students = {method: settings for method, settings in methods_config.items() if method != "single"}
+    students = lambda_schedules(run_config)
     if not students:
         return None
     fig, ax = plt.subplots(figsize=(5, 3))
-    for method, settings in students.items():
-        schedule = settings.get("lambda_schedule", "gold")
-        constant = settings.get("lambda_constant", 0.5)
-        horizon = settings.get("lambda_horizon", 1.0)
+    for method, (schedule, constant, horizon) in students.items():
         ax.plot(
             [s / steps for s in range(steps + 1)],
             [lambda_at(schedule, s, steps, constant, horizon) for s in range(steps + 1)],
@@ -127,7 +139,7 @@ def write_plots(root: Path, results: dict[str, Any]) -> list[Path]:
     written = [
         plot_scores(results["methods"], root / "plot_scores.png"),
         plot_dev_curves(stages, root / "plot_dev_curves.png"),
-        plot_lambda(details["config"]["methods"], root / "plot_lambda.png"),
+        plot_lambda(details["config"], root / "plot_lambda.png"),
         plot_shares(stages, root / "plot_shares.png"),
     ]
     return [path for path in written if path is not None]

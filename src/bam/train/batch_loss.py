@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bam.config import TrainConfig
+from bam.config.train import TrainConfig
 from bam.data.batching import collate
 from bam.data.examples import Examples
 from bam.data.features import Features, load_or_tokenize

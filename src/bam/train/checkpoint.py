@@ -25,20 +25,19 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.optim.swa_utils import AveragedModel
 
-from bam.config import TrainConfig, config_to_dict
+from bam.config.train import TrainConfig, config_to_dict
 from bam.data.examples import Examples
 from bam.data.load import load_examples
 from bam.data.prepare import training_rows
 from bam.distill.store import read_teacher_metadata
 from bam.errors import BamError
 from bam.fileio import atomic_dir, atomic_write_json, fingerprint, recover_dir, sha256_file
-from bam.model import MODEL_FILE, resolve_encoder_path
+from bam.model import MODEL_DIR, MODEL_FILE, resolve_encoder_path
 from bam.tasks import get_task
 from bam.train.averaging import average_tensors, load_average
 
 log = logging.getLogger("bam")
 
-MODEL_DIR = "model"
 CHECKPOINT_DIR = "checkpoint"
 DONE_FILE = "train_done.json"
 CONFIG_FILE = "train_config.json"

@@ -22,15 +22,16 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs
 
-from bam.config import TrainConfig, check_named_once, config_to_dict
-from bam.cpu_dropout import use_cpu_dropout
+from bam.config.train import TrainConfig, check_named_once, config_to_dict
+from bam.cpu.dropout import use_cpu_dropout
+from bam.cpu.machine import hardware
 from bam.data.batching import epoch_plan, steps_per_epoch, task_shares
 from bam.data.prepare import training_rows
 from bam.distill import lambda_at
 from bam.errors import BamError
-from bam.evaluate import evaluate, load_eval_splits, summarize
 from bam.fileio import atomic_write_json, exclusive_folder, sha256_file
-from bam.model import MODEL_FILE, BamModel, build_model, default_device, save_bam_model
+from bam.inference.evaluate import evaluate, load_eval_splits, summarize
+from bam.model import MODEL_DIR, MODEL_FILE, BamModel, build_model, default_device, pad_id, save_bam_model
 from bam.progress import progress_bar
 from bam.tasks import check_task_keys, check_task_spelling, get_task
 from bam.train.averaging import weight_average
@@ -39,7 +40,6 @@ from bam.train.checkpoint import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
     DONE_FILE,
-    MODEL_DIR,
     check_output_dir,
     finished_run,
     load_checkpoint,
@@ -48,7 +48,6 @@ from bam.train.checkpoint import (
     save_checkpoint,
     tidy_output_dir,
 )
-from bam.train.machine import hardware
 from bam.train.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger("bam")
@@ -166,7 +165,7 @@ def _train(
         raise BamError(f"max_length: {config.max_length} is more than {config.model} reads ({limit} tokens)")
     if config.dropout_rng == "sfc64":
         use_cpu_dropout(model)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = pad_id(tokenizer)
     data = [
         load_task_data(task, examples, config, tokenizer, cache_dir)
         for task, examples in zip(tasks, rows, strict=True)
@@ -260,7 +259,7 @@ def _train(
         )
         mine = slice(rank, None, world)
         loss_sum, per_task = batch_loss(
-            model, data, batch.task_ids[mine], batch.rows[mine], lam, config, pad_id, accelerator.device
+            model, data, batch.task_ids[mine], batch.rows[mine], lam, config, pad, accelerator.device
         )
         # DDP averages gradients over processes, so scale to the mean over the whole batch.
         accelerator.backward(loss_sum * world / len(batch.rows))
@@ -290,7 +289,7 @@ def _train(
         if done % eval_every == 0 or done == total_steps:
             progress["seconds"] += time.perf_counter() - tick
             kept = cast(BamModel, accelerator.unwrap_model(model) if average is None else average.module)
-            summary = summarize(evaluate(kept, eval_splits, pad_id, config.eval_batch_size), tasks)
+            summary = summarize(evaluate(kept, eval_splits, pad, config.eval_batch_size), tasks)
             tick = time.perf_counter()
             train_loss = progress["loss_sum"] / max(progress["loss_steps"], 1)
             progress["loss_sum"], progress["loss_steps"] = 0.0, 0

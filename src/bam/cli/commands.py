@@ -1,0 +1,120 @@
+"""Commands for what comes after training: predict, submit, export, report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bam.cli.options import add_common, at_least_one
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from bam.inference.predict import predict_file
+
+    at_least_one("--batch-size", args.batch_size)
+
+    rows = predict_file(
+        args.model,
+        args.task,
+        args.input,
+        args.output,
+        input_format=args.format,
+        text_columns=args.text_column,
+        batch_size=args.batch_size,
+    )
+    if args.output and args.output != "-" and not args.quiet:
+        print(f"{rows} predictions written to {args.output}")
+
+
+def cmd_submit(args: argparse.Namespace) -> None:
+    from bam.inference.submit import write_submission
+
+    outcome = write_submission(args.model, args.out, args.data_dir)
+    print(f"{args.out}: {len(outcome['written'])} files: {', '.join(outcome['written'])}")
+    for missing in outcome["missing"]:
+        print(f"  missing {missing['file']}: {missing['reason']}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from bam.inference.export import export_hf
+
+    path = export_hf(
+        args.model, args.task, args.out, trust_remote_code=args.trust_remote_code, overwrite=args.overwrite
+    )
+    print(
+        f"{path}: loads with transformers.AutoModelForSequenceClassification.from_pretrained({str(path)!r})"
+    )
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from bam.errors import BamError
+    from bam.report.tables import compare_runs, read_results, write_report
+
+    folders = [Path(d) for d in args.runs]
+    if args.methods and not args.merge_into:
+        raise BamError("--methods goes with --merge-into")
+    if args.merge_into:
+        from bam.experiment.merge import merge_runs
+
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+        merged = merge_runs(folders, Path(args.merge_into), methods)
+        write_report(Path(args.merge_into), merged)
+        print(f"report: {Path(args.merge_into) / 'report.md'} (seeds {merged['details']['seeds']})")
+        folders = [Path(args.merge_into)]
+    elif len(folders) == 1 and not args.compare_only and (folders[0] / "results.json").is_file():
+        results = read_results(folders[0] / "results.json", whole_run=True)
+        print(f"report: {write_report(folders[0], results)}")
+    print(compare_runs(folders))
+
+
+def register_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="labels and probabilities for a TSV/CSV/JSONL file or stdin, as JSONL")
+    p.add_argument("--model", required=True, help="model folder (or a training output folder)")
+    p.add_argument("--task", required=True, help="which head: a task name (e.g. rte, ax) or custom-task YAML")
+    p.add_argument("--input", help="input file (default: standard input)")
+    p.add_argument("--output", help="JSONL file to write (default: standard output)")
+    p.add_argument("--format", choices=["tsv", "csv", "jsonl"], help="input format (needed for stdin)")
+    p.add_argument("--text-column", action="append", help="input column(s) holding the text(s)")
+    p.add_argument("--batch-size", type=int, default=64)
+    add_common(p)
+    p.set_defaults(func=cmd_predict)
+
+
+def register_submit(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("submit", help="GLUE leaderboard files (a zip) from a model's test predictions")
+    p.add_argument("--model", required=True, help="model folder (or a training output folder)")
+    p.add_argument("--out", required=True, help="zip file to write, e.g. glue.zip")
+    p.add_argument("--data-dir", help="GLUE folder, or 'hub' (default: the vendored copy)")
+    add_common(p)
+    p.set_defaults(func=cmd_submit)
+
+
+def register_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="one task's head as a plain Hugging Face model folder")
+    p.add_argument("--model", required=True, help="model folder (or a training output folder)")
+    p.add_argument("--task", required=True, help="the task whose head to export")
+    p.add_argument("--out", required=True, help="folder to write")
+    p.add_argument("--overwrite", action="store_true", help="replace a folder that holds something")
+    p.add_argument("--trust-remote-code", action="store_true")
+    add_common(p)
+    p.set_defaults(func=cmd_export)
+
+
+def register_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report", help="rewrite a run's report and plots; compare runs side by side; merge seeds run apart"
+    )
+    p.add_argument("runs", nargs="+", help="run folders (each holding results.json)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--compare-only", action="store_true", help="print the table, write nothing")
+    mode.add_argument(
+        "--merge-into",
+        metavar="DIR",
+        help="one report over the seeds of all the runs (same configuration, seeds run apart)",
+    )
+    p.add_argument("--methods", help="with --merge-into: only these methods (comma-separated)")
+    add_common(p)
+    p.set_defaults(func=cmd_report)
+
+
+COMMANDS = [register_predict, register_submit, register_export, register_report]

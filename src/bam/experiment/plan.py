@@ -1,0 +1,259 @@
+"""``bam run --dry-run``: check a run config and print what it would do, without training.
+
+Works offline: rows come from the data files when they are here, else from the GLUE table's
+official counts; the model's size comes from its config when it can be read, else from a small
+table of published encoder sizes. FLOPs are an estimate (6 × non-embedding parameters × tokens).
+For a run folder that already exists it also says which stages are trained, which will resume
+from a checkpoint, and which are still to train (a run spread over days, or one still going).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from transformers import AutoConfig
+
+from bam.config.run import RunConfig
+from bam.config.train import TrainConfig
+from bam.data.batching import steps_per_epoch, task_shares
+from bam.data.load import is_hub
+from bam.data.prepare import fold_assignment, training_rows
+from bam.errors import BamError
+from bam.experiment.record import NotRecorded
+from bam.experiment.run import phase_threads, stage_folders, student_stage, teacher_stages
+from bam.model import resolve_encoder_path
+from bam.tasks import get_task
+from bam.train.checkpoint import checkpoint_progress, finished_run
+
+# (layers, hidden, intermediate) of common encoders, for planning without network access.
+PUBLISHED_SIZES = {
+    "bert-large-uncased": (24, 1024, 4096),
+    "bert-large-cased": (24, 1024, 4096),
+    "bert-base-uncased": (12, 768, 3072),
+    "bert-base-cased": (12, 768, 3072),
+    "roberta-large": (24, 1024, 4096),
+    "roberta-base": (12, 768, 3072),
+    "google/electra-large-discriminator": (24, 1024, 4096),
+    "google/electra-base-discriminator": (12, 768, 3072),
+    "microsoft/deberta-v3-large": (24, 1024, 4096),
+    "microsoft/deberta-v3-base": (12, 768, 3072),
+}
+FALLBACK_TOKENS = 48  # mean tokens per row assumed for data that is not here
+
+
+@dataclass
+class TaskPlan:
+    name: str
+    rows: int
+    tokens_per_row: float
+    source: str  # "files" or "expected"
+    unread: str = ""  # why the files were not read, for "expected"
+
+
+def _task_plan(task_name: str, config: TrainConfig) -> TaskPlan:
+    task = get_task(task_name)
+    cap = config.train_cap.get(task.name)
+    doubled = 2 if task.name in config.both_orders else 1
+    try:
+        if is_hub(config.data_dir) and task.root is None:
+            raise BamError("a dry run does not download")  # planned from the official counts
+        examples = training_rows(task, config)
+    except BamError as err:
+        rows = task.expected_rows.get("train")
+        if rows is None:
+            raise
+        rows = min(rows, cap or rows)
+        if config.cv_folds:  # a fold teacher: fold cv_holdout left out
+            rows = int(np.count_nonzero(fold_assignment(rows, config.cv_folds) != config.cv_holdout))
+        return TaskPlan(task.name, rows * doubled, FALLBACK_TOKENS, "expected", str(err))
+    words = sum(len(t.split()) for column in examples.texts for t in column[:2000])
+    sample = min(len(examples), 2000)
+    tokens = min(config.max_length, 1.3 * words / max(sample, 1) + 1 + len(examples.texts))
+    return TaskPlan(task.name, len(examples), tokens, "files")
+
+
+def non_embedding_parameters(config: TrainConfig) -> tuple[int, str]:
+    """Parameters that cost FLOPs per token (embeddings are lookups), and where the size came from."""
+    try:  # local folders and the hub cache only: a dry run never waits on the network
+        encoder = AutoConfig.from_pretrained(
+            resolve_encoder_path(config.model), local_files_only=True, **config.encoder_overrides
+        )
+        layers, hidden, inter = encoder.num_hidden_layers, encoder.hidden_size, encoder.intermediate_size
+        source = "model config"
+    except (OSError, ValueError):
+        if config.model not in PUBLISHED_SIZES:
+            raise BamError(
+                f"model {config.model!r}: config not available offline and size not known; "
+                "run once with network access or use a local folder"
+            ) from None
+        layers, hidden, inter = PUBLISHED_SIZES[config.model]
+        source = "published size (config not available offline)"
+    per_layer = 4 * hidden * hidden + 2 * hidden * inter + 9 * hidden + inter
+    return layers * per_layer + hidden * hidden, source
+
+
+def _stage_line(label: str, config: TrainConfig, plans: list[TaskPlan], params: int) -> tuple[str, float]:
+    rows = [p.rows for p in plans]
+    steps = max(1, math.ceil(config.epochs * steps_per_epoch(rows, config.batch_size)))
+    tokens = config.epochs * sum(p.rows * p.tokens_per_row for p in plans)
+    flops = 6 * params * tokens
+    checkpoints = steps // config.checkpoint_every if config.checkpoint_every else 0
+    schedule = config.lambda_schedule
+    if config.lambda_horizon < 1:  # the schedule ends early: gold labels alone after it
+        schedule += f" to {config.lambda_horizon:.0%}"
+    return (
+        f"  {label:<28} rows {sum(rows):>8,}  steps {steps:>7,}  batch {config.batch_size:>4}  "
+        f"lr {config.learning_rate:.0e}  λ {schedule:<8} checkpoints {checkpoints:>4}  "
+        f"~{flops / 1e15:,.2f} PFLOP",
+        flops,
+    )
+
+
+def describe_plan(config: RunConfig, jobs: int = 1) -> str:
+    seed = config.seeds[0]
+    teacher = config.teacher_config(config.tasks[0], seed)
+    params, size_source = non_embedding_parameters(teacher)
+    folds = config.fold_counts()
+    description = config.description.strip()
+    lines = [description, ""] if description else []
+    lines += [
+        f"plan: {len(config.tasks)} tasks × {len(config.seeds)} seed(s), "
+        f"{config.teachers_needed()} teacher(s) per task"
+        f"{''.join(f' + {k} fold teachers' for k in folds)}; model {teacher.model} "
+        f"({params / 1e6:,.0f}M non-embedding parameters, {size_source})",
+        "",
+        "tasks (training rows as the students see them):",
+    ]
+    any_student = next((m for m in config.methods if m != "single"), None)
+    student = config.student_config(any_student, config.tasks, seed) if any_student else teacher
+    plans = {name: _task_plan(name, student) for name in config.tasks}
+    rows = {name: plan.rows for name, plan in plans.items()}
+    shares = task_shares(rows, student.sampling_alpha, student.sampling_boost)
+    for name, plan in plans.items():
+        lines.append(
+            f"  {name:<6} rows {plan.rows:>8,} ({plan.source})  ~{plan.tokens_per_row:.0f} tokens/row  "
+            f"sampling share {100 * shares[name]:5.1f}% (α={student.sampling_alpha}"
+            + (f", ×{student.sampling_boost[name]:g})" if name in student.sampling_boost else ")")
+        )
+    unread: dict[str, list[str]] = {}  # a wrong data_dir shows here, not hours later
+    for plan in plans.values():
+        if plan.unread:
+            unread.setdefault(plan.unread, []).append(plan.name)
+    for why, names in unread.items():
+        lines.append(f"  {', '.join(names)}: not read, planned from the official row counts ({why})")
+    for method in config.methods:  # students that draw tasks otherwise than the one shown above
+        other = config.student_config(method, config.tasks, seed) if method != "single" else student
+        if (other.sampling_alpha, other.sampling_boost) != (student.sampling_alpha, student.sampling_boost):
+            mine = task_shares(rows, other.sampling_alpha, other.sampling_boost)
+            lines.append(
+                f"  {method}: "
+                + ", ".join(f"{n} {100 * v:.1f}%" for n, v in mine.items())
+                + f" (α={other.sampling_alpha}"
+                + "".join(f", {n} ×{w:g}" for n, w in other.sampling_boost.items())
+                + ")"
+            )
+    lines += ["", "stages per seed:"]
+    total = 0.0
+    for name in config.tasks:
+        for member in range(config.teachers_needed()):
+            cfg = config.teacher_config(name, seed + 1000 * member)
+            line, flops = _stage_line(f"teacher {name} s{cfg.seed}", cfg, [_task_plan(name, cfg)], params)
+            lines.append(line)
+            total += flops
+        for k in folds:
+            for holdout in range(k):
+                cfg = config.fold_teacher_config(name, seed, k, holdout)
+                label = f"teacher {name} s{seed} fold {holdout}/{k}"
+                line, flops = _stage_line(label, cfg, [_task_plan(name, cfg)], params)
+                lines.append(line)
+                total += flops
+    student_stages = 0
+    for method in config.methods:
+        if method == "single":
+            continue
+        groups = config.student_groups(method)
+        student_stages += len(groups)
+        for tasks in groups:
+            cfg = config.student_config(method, tasks, seed)
+            line, flops = _stage_line(f"{method} {'+'.join(tasks)}", cfg, [plans[t] for t in tasks], params)
+            lines.append(line)
+            total += flops
+    lines += [
+        "",
+        f"estimated training compute: ~{total * len(config.seeds) / 1e15:,.1f} PFLOP for all seeds "
+        "(6 × non-embedding parameters × tokens; padding, attention and evaluation not counted)",
+        f"methods compared: {', '.join(config.methods)}",
+        _order_line(
+            len(config.tasks) * (config.teachers_needed() + sum(folds)),
+            student_stages,
+            len(config.seeds),
+            jobs,
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def _order_line(teachers: int, students: int, seeds: int, jobs: int) -> str:
+    """How ``bam run`` (with ``--jobs``) will schedule the stages listed above."""
+    if jobs == 1:
+        return (
+            f"order: one stage at a time, seed by seed, teachers first ({teachers + students} stages "
+            "per seed); --jobs N trains N at once"
+        )
+
+    def phase(count: int, what: str) -> str:
+        return (
+            f"all {count} {what} stages {min(jobs, count)} at a time "
+            f"({phase_threads(jobs, count)} thread(s) each on CPU)"
+        )
+
+    return (
+        f"order (--jobs {jobs}): {phase(teachers * seeds, 'teacher')}, then "
+        f"{phase(students * seeds, 'student')}; one GPU is shared"
+    )
+
+
+def stage_status(folder: Path) -> tuple[bool, str]:
+    """Whether the stage in ``folder`` is trained, and a few words on where it stands."""
+    done = finished_run(folder)
+    if done is not None:
+        return True, f"trained ({done.get('seconds', 0.0):,.0f} s)"
+    progress = checkpoint_progress(folder)
+    if progress is not None and progress.get("total_steps"):
+        return False, f"checkpoint at step {progress['step']:,} of {progress['total_steps']:,}"
+    return False, "to train"
+
+
+def _seed_progress(config: RunConfig, root: Path, seed: int) -> list[tuple[str, bool, str]]:
+    """Every stage of one seed: its folder name (a student not yet keyed: its method), whether it
+    is trained, and where it stands."""
+    teachers = teacher_stages(config, root, seed)
+    rows = [(folder.name, *stage_status(folder)) for stages in teachers.values() for folder, _ in stages]
+    folders = stage_folders(teachers)
+    for method in (m for m in config.methods if m != "single"):  # Single is the teachers
+        for tasks in config.student_groups(method):
+            try:
+                folder, _ = student_stage(config, root, seed, method, tasks, folders, record=False)
+            except NotRecorded:
+                rows.append(
+                    (f"{method} {'+'.join(tasks)} s{seed}", False, "to train, after its teachers' outputs")
+                )
+                continue
+            rows.append((folder.name, *stage_status(folder)))
+    return rows
+
+
+def describe_progress(config: RunConfig, root: Path) -> str:
+    """Where the run folder ``root`` stands on this plan, stage by stage; reads, writes nothing.
+
+    A student's folder name depends on its teachers' outputs, which a dry run does not record: a
+    student whose outputs are not there yet is listed by method, to train after its teachers."""
+    per_seed = {seed: _seed_progress(config, root, seed) for seed in config.seeds}
+    rows = [row for seed_rows in per_seed.values() for row in seed_rows]
+    lines = [f"progress in {root}: {sum(done for _, done, _ in rows)} of {len(rows)} stages trained"]
+    for seed, seed_rows in per_seed.items():
+        lines += [f"  seed {seed}", *(f"    {name:<44} {status}" for name, _, status in seed_rows)]
+    return "\n".join(lines)

@@ -1,0 +1,48 @@
+"""Run a model forward over a tokenized split: no gradients, longest rows first, big batches.
+
+Evaluation, teacher-output recording, prediction and GLUE submission all go through
+:func:`predict_outputs`, so they agree on what the model says about a row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bam.cpu.onednn import onednn_linears
+from bam.data.batching import collate, inference_order
+from bam.data.features import Features
+from bam.model import BamModel
+from bam.progress import progress_bar
+
+
+@torch.inference_mode()
+def predict_outputs(
+    model: BamModel,
+    features: Features,
+    head: str,
+    pad_id: int,
+    batch_size: int = 128,
+    progress: str | None = None,
+) -> np.ndarray:
+    """Raw head outputs in row order: logits (rows, labels) or scores (rows,)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    n = len(features)
+    spec = model.head_specs[head]
+    out = np.zeros((n,) if spec.kind == "regression" else (n, spec.num_outputs), dtype=np.float32)
+    task_ids = np.zeros(n, dtype=np.int64)
+    batches = inference_order(features.lengths, batch_size)
+    with onednn_linears(model):
+        for rows in progress_bar(batches, desc=progress, disable=progress is None, leave=False, unit="batch"):
+            inputs = {k: v.to(device) for k, v in collate([features], task_ids[rows], rows, pad_id).items()}
+            everything = torch.arange(len(rows), device=device)
+            out[rows] = model(**inputs, groups={head: everything})[head].float().cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def outputs_to_predictions(outputs: np.ndarray, kind: str) -> np.ndarray:
+    """Label ids (argmax) for classification, scores for regression."""
+    return outputs if kind == "regression" else outputs.argmax(axis=-1)
