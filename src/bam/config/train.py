@@ -28,6 +28,8 @@ CROSS_FIT = {"keyed_when_set": "cv_folds"}
 ANNEALING_HORIZON = {"keyed_when_set": "lambda_horizon"}
 SAMPLING_BOOSTS = {"keyed_when_set": "sampling_boost"}
 WEIGHT_AVERAGE = {"keyed_when_set": "ema_decay"}
+# Where targets come from: bam.distill.schedules implements one λ function for each name.
+LAMBDA_SCHEDULES = ("linear", "constant", "gold", "teacher")
 
 
 @dataclass
@@ -83,8 +85,6 @@ class TrainConfig:
 def _check_ranges(config: TrainConfig) -> None:
     """A value of the right type that training cannot use is refused here, by its key, not later
     as a traceback from deep inside torch (or, for ``bam run``, after hours of teacher training)."""
-    from bam.distill.schedules import LAMBDA_SCHEDULES
-
     finite, schedules = math.isfinite, ", ".join(LAMBDA_SCHEDULES)
     rules = {
         "max_length": (config.max_length >= 2, "at least 2"),

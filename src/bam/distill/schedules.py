@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bam.config.train import LAMBDA_SCHEDULES as SCHEDULE_NAMES
 from bam.errors import BamError
 
 # fn(step, total_steps, constant) -> λ before clipping to [0, 1].
@@ -26,6 +27,7 @@ LAMBDA_SCHEDULES: dict[str, LambdaFn] = {
     "gold": lambda step, total, constant: 1.0,  # plain multi-task training
     "teacher": lambda step, total, constant: 0.0,  # pure distillation
 }
+assert tuple(LAMBDA_SCHEDULES) == SCHEDULE_NAMES, "a schedule the config accepts has no λ function"
 
 
 def lambda_at(

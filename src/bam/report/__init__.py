@@ -1,1 +1,1 @@
-"""Reports on trained models: result tables, GLUE submission files, Hugging Face export."""
+"""Reports on finished runs: result tables, comparisons and plots, read from results.json only."""
