@@ -16,7 +16,6 @@ from bam.model import BamModel
 from bam.progress import progress_bar
 
 
-@torch.inference_mode()
 def predict_outputs(
     model: BamModel,
     features: Features,
@@ -26,19 +25,40 @@ def predict_outputs(
     progress: str | None = None,
 ) -> np.ndarray:
     """Raw head outputs in row order: logits (rows, labels) or scores (rows,)."""
+    return predict_heads_outputs(model, features, [head], pad_id, batch_size, progress)[head]
+
+
+@torch.inference_mode()
+def predict_heads_outputs(
+    model: BamModel,
+    features: Features,
+    heads: list[str],
+    pad_id: int,
+    batch_size: int = 128,
+    progress: str | None = None,
+) -> dict[str, np.ndarray]:
+    """Every head in ``heads`` on every row, the encoder run once per batch: {head: outputs}.
+
+    A multi-task model served as k single-task passes would pay for k encoder passes; this is
+    the one pass, and with one head it is exactly :func:`predict_outputs`.
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     n = len(features)
-    spec = model.head_specs[head]
-    out = np.zeros((n,) if spec.kind == "regression" else (n, spec.num_outputs), dtype=np.float32)
+    out: dict[str, np.ndarray] = {}
+    for head in heads:
+        spec = model.head_specs[head]
+        out[head] = np.zeros((n,) if spec.kind == "regression" else (n, spec.num_outputs), dtype=np.float32)
     task_ids = np.zeros(n, dtype=np.int64)
     batches = inference_order(features.lengths, batch_size)
     with onednn_linears(model):
         for rows in progress_bar(batches, desc=progress, disable=progress is None, leave=False, unit="batch"):
             inputs = {k: v.to(device) for k, v in collate([features], task_ids[rows], rows, pad_id).items()}
             everything = torch.arange(len(rows), device=device)
-            out[rows] = model(**inputs, groups={head: everything})[head].float().cpu().numpy()
+            answers = model(**inputs, groups=dict.fromkeys(heads, everything))
+            for head in heads:
+                out[head][rows] = answers[head].float().cpu().numpy()
     model.train(was_training)
     return out
 
