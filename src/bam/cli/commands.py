@@ -67,10 +67,35 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(compare_runs(folders))
 
 
+PREDICT_EPILOG = """\
+output, one JSON object per input row:
+  --task rte        {"id": "7", "label": "entailment", "probabilities": {"entailment": 0.9, ...}}
+  --task stsb       {"id": "7", "score": 3.2}
+  --task all        {"id": "7", "rte": {"label": ..., "probabilities": {...}}, "stsb": {"score": 3.2}}
+  --task rte,stsb   the same, with those heads only
+--task all (or a list) runs the encoder once per batch for every head. One pass reads one input,
+so its heads must all take pairs or all single texts (a model with both: --task rte,stsb, then
+--task cola). Texts come from --text-column if given, else the first of the heads' own columns
+(e.g. sentence1, sentence2) the first row has, else text, or text_a and text_b. The id is the
+task's index column, else id, index or idx, else the row number. The input is read in chunks,
+so memory does not grow with it; --output appears only once every row is answered (stdout too:
+nothing is printed on an error)."""
+
+
 def register_predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="labels and probabilities for a TSV/CSV/JSONL file or stdin, as JSONL")
+    p = sub.add_parser(
+        "predict",
+        help="labels and probabilities for a TSV/CSV/JSONL file or stdin, as JSONL",
+        description="Predict every row of a TSV/CSV/JSONL file (or stdin) with one head, or all of them.",
+        epilog=PREDICT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--model", required=True, help="model folder (or a training output folder)")
-    p.add_argument("--task", required=True, help="which head: a task name (e.g. rte, ax) or custom-task YAML")
+    p.add_argument(
+        "--task",
+        required=True,
+        help="which head: a task name (e.g. rte, ax), custom-task YAML, 'all', or heads joined by commas",
+    )
     p.add_argument("--input", help="input file (default: standard input)")
     p.add_argument("--output", help="JSONL file to write (default: standard output)")
     p.add_argument("--format", choices=["tsv", "csv", "jsonl"], help="input format (needed for stdin)")

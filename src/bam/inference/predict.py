@@ -1,40 +1,51 @@
 """Predictions from a saved model: the Python API (:class:`Predictor`) and files in, JSONL out.
 
-Everything goes through :func:`bam.inference.predict_outputs`, the same path evaluation and GLUE
-submission take, so a row gets the same answer whichever way it is asked::
+Everything goes through :func:`bam.inference.forward.predict_heads_outputs`, the path evaluation
+and GLUE submission take, so a row gets the same answer whichever way it is asked::
 
     from bam import Predictor
-    Predictor.load("runs/x").predict("rte", [("A man sleeps.", "A person rests.")])
+    p = Predictor.load("runs/x")
+    p.predict("rte", [("A man sleeps.", "A person rests.")])
+    p.predict_all(pandas_frame)       # every head, the encoder run once per batch
+
+Inputs are read and answered in chunks of :data:`CHUNK_ROWS` rows, so memory does not grow with
+the input; a file's output appears under its name only once every row has been answered.
 """
 
 from __future__ import annotations
 
-import io
+import contextlib
 import json
+import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import IO, Any, cast
 
 import numpy as np
 import torch
 
 from bam.data.examples import Examples
 from bam.data.features import tokenize
-from bam.data.readers import Row, _delimited_rows, _iter_rows, _jsonl_rows, rows_to_examples
 from bam.errors import BamError
-from bam.fileio import atomic_write_text
-from bam.inference.forward import predict_outputs
+from bam.inference.forward import predict_heads_outputs
+from bam.inference.predict_input import Reading as Reading
+from bam.inference.predict_input import (
+    RowSource,
+    check_text_count,
+    chunks,
+    open_rows,
+    table_rows,
+)
 from bam.model import BamModel, HeadSpec, load_bam_model, pad_id, resolve_model_dir
 from bam.tasks import get_task
 from bam.tasks.spec import TaskSpec
 
 DEFAULT_MAX_LENGTH = 128  # TrainConfig's default, for models saved without their training config
-FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-# Generic JSONL/TSV/CSV keys accepted when a row lacks the task's own text columns.
-GENERIC_SINGLE = ("text",)
-GENERIC_PAIR = ("text_a", "text_b")
-# Columns tried, in order, for the "id" of each output row (after the task's own index column).
-ID_COLUMNS = ("id", "index", "idx")
+CHUNK_ROWS = 4096  # rows read, tokenized and answered at a time: big enough to sort by length
+ALL = "all"  # --task all: every head
 
 
 def _known_task(name: str) -> TaskSpec | None:
@@ -53,8 +64,13 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
+def is_many(task: str | list[str]) -> bool:
+    """``all``, a comma-separated string or a list of heads: each row's answer is keyed by head."""
+    return not isinstance(task, str) or task.strip().lower() == ALL or "," in task
+
+
 class Predictor:
-    """A loaded model that answers rows of text for any of its heads."""
+    """A loaded model that answers rows of text for any of its heads, or all of them at once."""
 
     def __init__(
         self,
@@ -100,13 +116,53 @@ class Predictor:
         wanted = f"task {task!r}" + (f" (head {spec.head_name!r})" if spec and spec.head else "")
         raise BamError(f"the model has no head for {wanted}; its tasks: {', '.join(self.tasks)}")
 
+    def heads_for(self, task: str | list[str]) -> tuple[list[str], list[TaskSpec | None]]:
+        """The heads (and their tasks) that ``task`` asks for: one name, ``all``, ``a,b,c`` or a list.
+
+        One tokenization feeds every head of a pass, so the heads must take the same input:
+        pair heads and single-text heads together are refused, naming both groups.
+        """
+        if isinstance(task, str):
+            names = self.tasks if task.strip().lower() == ALL else [t.strip() for t in task.split(",")]
+        else:
+            names, task = list(task), ",".join(task)
+        if any(not name for name in names):
+            raise BamError(f"task {task!r}: an empty head name (give e.g. rte,stsb, or all)")
+        heads = [self.head_for(name) for name in names]
+        repeated = sorted({h for h in heads if heads.count(h) > 1})
+        if repeated:
+            raise BamError(f"task {task!r}: head {', '.join(repeated)} asked for twice")
+        specs = [_known_task(name) for name in names]
+        if len(heads) > 1 and "id" in heads:
+            raise BamError("a head named 'id' cannot share an output row with the row's id: predict it alone")
+        shapes: dict[int, list[str]] = {}
+        for head, spec in zip(heads, specs, strict=True):
+            if spec is not None:
+                shapes.setdefault(len(spec.text_columns), []).append(head)
+        if len(shapes) > 1:
+            pairs, singles = ",".join(shapes[2]), ",".join(shapes[1])
+            raise BamError(
+                f"task {task!r}: heads {pairs} take pairs and {singles} single texts, and one pass "
+                f"reads one input: ask for one kind at a time (--task {pairs}, then --task {singles})"
+            )
+        return heads, specs
+
     def outputs(self, head: str, examples: Examples, batch_size: int = 64) -> np.ndarray:
         """Raw outputs of ``head`` on ``examples``: logits (rows, labels) or scores (rows,)."""
-        spec = self.model.head_specs[head]
+        return self.outputs_all([head], examples, batch_size)[head]
+
+    def outputs_all(
+        self, heads: list[str], examples: Examples, batch_size: int = 64
+    ) -> dict[str, np.ndarray]:
+        """Raw outputs of every head in ``heads``, the encoder run once per batch."""
         if len(examples) == 0:
-            return np.zeros((0,) if spec.kind == "regression" else (0, spec.num_outputs), np.float32)
+            return {h: self._empty(self.model.head_specs[h]) for h in heads}
         features = tokenize(examples, self.tokenizer, self.max_length)
-        return predict_outputs(self.model, features, head, self.pad_id, batch_size)
+        return predict_heads_outputs(self.model, features, heads, self.pad_id, batch_size)
+
+    @staticmethod
+    def _empty(spec: HeadSpec) -> np.ndarray:
+        return np.zeros((0,) if spec.kind == "regression" else (0, spec.num_outputs), np.float32)
 
     def rows(self, head: str, outputs: np.ndarray) -> list[dict[str, Any]]:
         """Outputs as ``{"label", "probabilities"}`` (classification) or ``{"score"}`` per row."""
@@ -122,24 +178,91 @@ class Predictor:
             for p in probs
         ]
 
-    def predict(
-        self, task: str, texts: list[str] | list[tuple[str, str]], batch_size: int = 64
+    def answers(
+        self, heads: list[str], examples: Examples, batch_size: int, many: bool
     ) -> list[dict[str, Any]]:
-        """Predict single texts or ``(text_a, text_b)`` pairs with the head for ``task``."""
-        head = self.head_for(task)
+        """Per row: the head's answer (one head asked by name) or ``{head: answer}`` (``many``)."""
+        outputs = self.outputs_all(heads, examples, batch_size)
+        if not many:
+            return self.rows(heads[0], outputs[heads[0]])
+        per_head = [self.rows(head, outputs[head]) for head in heads]
+        return [dict(zip(heads, row, strict=True)) for row in zip(*per_head, strict=True)]
+
+    def predict(
+        self,
+        task: str | list[str],
+        texts: Any,
+        batch_size: int = 64,
+        text_columns: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Predict with the head for ``task`` (``all`` or ``a,b``: several heads, see :meth:`predict_all`).
+
+        ``texts``: single texts, ``(text_a, text_b)`` pairs, or a table (a ``datasets.Dataset``,
+        a pandas DataFrame, a list of dicts) read as files are, its columns chosen as ``bam predict``
+        chooses them (``text_columns``, the task's own, or ``text`` / ``text_a``, ``text_b``).
+        Texts give ``{"label", "probabilities"}`` or ``{"score"}`` per row; a table's rows also
+        carry their ``id`` (its id column, else the row number), as ``bam predict`` writes them.
+        """
+        source = table_rows(texts)
+        if source is not None:
+            return list(self.iter_predict(task, source, text_columns, batch_size))
+        if text_columns:
+            raise BamError("text_columns name a table's columns: give a Dataset, DataFrame or list of dicts")
+        heads, specs = self.heads_for(task)
         columns = _texts_to_columns(texts)
-        spec = _known_task(task)
         if columns:
-            _check_text_count(spec, len(columns), f"{len(columns)} text(s) per row")
-        examples = Examples(head, "predict", columns, None, [str(i) for i in range(len(texts))], "<texts>")
-        return self.rows(head, self.outputs(head, examples, batch_size))
+            for spec in specs:
+                check_text_count(spec, len(columns), f"{len(columns)} text(s) per row")
+        ids = [str(i) for i in range(len(columns[0]) if columns else 0)]
+        examples = Examples(heads[0], "predict", columns, None, ids, "<texts>")
+        answers: list[dict[str, Any]] = []
+        for start in range(0, len(examples), CHUNK_ROWS):
+            part = examples.subset(list(range(start, min(start + CHUNK_ROWS, len(examples)))))
+            answers += self.answers(heads, part, batch_size, is_many(task))
+        return answers
 
+    def predict_all(
+        self,
+        texts: Any,
+        heads: list[str] | None = None,
+        batch_size: int = 64,
+        text_columns: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every head (or those in ``heads``) on each row, the encoder run once per batch.
 
-def _check_text_count(task: TaskSpec | None, count: int, given: str) -> None:
-    """A pair task's head learnt from pairs: given one text, it would answer, wrongly, without error."""
-    if task is not None and count != len(task.text_columns):
-        shape = "pairs (text_a, text_b)" if task.is_pair else "single texts"
-        raise BamError(f"task {task.name} takes {shape}, got {given}")
+        Each row's answer is ``{head: {"label", "probabilities"} or {"score"}}`` (and ``id`` for
+        tables). The heads must take the same input (all pairs, or all single texts).
+        """
+        return self.predict(list(heads) if heads else ALL, texts, batch_size, text_columns)
+
+    def iter_predict(
+        self,
+        task: str | list[str],
+        data: Any,
+        text_columns: list[str] | None = None,
+        batch_size: int = 64,
+        chunk_rows: int = CHUNK_ROWS,
+    ) -> Iterator[dict[str, Any]]:
+        """One output row at a time for a table or a :class:`RowSource`, read ``chunk_rows`` at a time.
+
+        Rows are ``{"id", ...answer}`` for one head, ``{"id", head: answer, ...}`` for ``all``
+        or a list of heads. A bad row raises a BamError naming its line when its chunk is read.
+        """
+        source = data if isinstance(data, RowSource) else table_rows(data)
+        if source is None:
+            kind = type(data).__name__
+            raise BamError(f"cannot read rows from a {kind}: give a Dataset, DataFrame or list of dicts")
+        heads, specs = self.heads_for(task)
+        many = is_many(task)
+        reading: Reading | None = None
+        done = 0
+        for chunk in chunks(source.rows, chunk_rows):
+            reading = reading or Reading.choose(specs, text_columns, chunk[0][1])
+            examples = reading.examples(chunk, source, done, heads[0])
+            answers = self.answers(heads, examples, batch_size, many)
+            for row_id, answer in zip(examples.ids, answers, strict=True):
+                yield {"id": row_id, **answer}
+            done += len(chunk)
 
 
 def _texts_to_columns(texts: list[str] | list[tuple[str, str]]) -> tuple[list[str], ...]:
@@ -162,104 +285,66 @@ def _texts_to_columns(texts: list[str] | list[tuple[str, str]]) -> tuple[list[st
     return tuple([row[c] for row in rows] for c in range(width))
 
 
-def read_rows(input_path: str | None, input_format: str | None) -> tuple[list[tuple[int, Row]], str]:
-    """``(line, {column: value})`` rows of a TSV/CSV (with header) or JSONL file, or of stdin."""
-    if input_format is not None and input_format not in FORMATS.values():
-        raise BamError(f"input format {input_format!r}: expected tsv, csv or jsonl")
-    if input_path is None or input_path == "-":
-        if input_format is None:
-            raise BamError("reading stdin needs the input format (jsonl, tsv or csv with a header row)")
-        return _read_handle(_strict_stdin(), input_format), "<stdin>"
-    path = Path(input_path)
-    fmt = input_format or FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise BamError(f"{path}: cannot tell the format from the extension; give it (tsv, csv or jsonl)")
-    if not path.is_file():
-        raise BamError(f"{path}: file not found")
-    return list(_iter_rows(path, fmt, True, ())), str(path)
+class _Lines:
+    """Lines written to a handle; a failed write (a full disk) is a one-line error naming ``name``."""
+
+    def __init__(self, handle: IO[str], name: str | Path):
+        self.handle, self.name = handle, name
+
+    def write(self, line: str) -> None:
+        try:
+            self.handle.write(line)
+        except OSError as err:
+            raise _cannot_write(self.name, err) from None
 
 
-def _strict_stdin() -> TextIO:
-    """Standard input decoded like the files: UTF-8 (a BOM allowed), bad bytes an error. Python's
-    own stdin lets them through as surrogates under a C/POSIX locale, and the tokenizer fails."""
-    buffer = getattr(sys.stdin, "buffer", None)
-    if buffer is None:  # already text (a notebook, a test's StringIO)
-        return sys.stdin
-    return io.TextIOWrapper(buffer, encoding="utf-8-sig", errors="strict", newline="")
+def _cannot_write(name: str | Path, err: OSError) -> BamError:
+    return BamError(f"{name}: cannot write ({err.strerror or type(err).__name__})")
 
 
-def _read_handle(handle: TextIO, fmt: str) -> list[tuple[int, Row]]:
-    source = Path("<stdin>")
-    try:
-        if fmt == "jsonl":
-            return list(_jsonl_rows(handle, source))
-        return list(_delimited_rows(handle, source, fmt, True, ()))
-    except UnicodeDecodeError as err:
-        raise BamError(f"<stdin>: not UTF-8 text ({err.reason})") from None
+@contextlib.contextmanager
+def _output(path: str | None) -> Iterator[_Lines]:
+    """Lines that appear at ``path`` (or on stdout) only if the block succeeds.
 
-
-def _columns_for(task: TaskSpec | None, text_columns: list[str] | None) -> tuple[str, ...] | None:
-    if text_columns:
-        if len(text_columns) not in (1, 2):
-            raise BamError(f"text columns: give one or two, got {len(text_columns)}")
-        _check_text_count(task, len(text_columns), f"text column(s) {', '.join(text_columns)}")
-        return tuple(text_columns)
-    return task.text_columns if task is not None else None
-
-
-def rows_to_input(
-    rows: list[tuple[int, Row]],
-    source: str,
-    head: HeadSpec,
-    task: TaskSpec | None,
-    text_columns: list[str] | None,
-) -> Examples:
-    """Pick each row's texts and id; rows lacking the task's columns may use text / text_a, text_b.
-
-    Columns: ``text_columns`` if given, else the task's. Without either (a custom head given by
-    name only) rows must use the generic keys. The id is the task's index column, else the first
-    of ``id``, ``index``, ``idx`` that the first row has, else the row number (from 0).
+    A file is written under a temporary name beside it and renamed at the end; stdout's rows are
+    spooled to an anonymous temporary file first, so an error in the last row prints nothing
+    either. Neither holds the output in memory.
     """
-    columns = _columns_for(task, text_columns)
-    fallback = GENERIC_PAIR if (columns is not None and len(columns) == 2) else GENERIC_SINGLE
-    if columns is None:
-        first = rows[0][1]
-        fallback = GENERIC_PAIR if all(k in first for k in GENERIC_PAIR) else GENERIC_SINGLE
-        columns = fallback
-    normalized: list[tuple[int, Row]] = []
-    for line, row in rows:
-        if all(c in row for c in columns):
-            normalized.append((line, row))
-        elif all(k in row for k in fallback):
-            normalized.append((line, {**row, **{c: row[k] for c, k in zip(columns, fallback, strict=True)}}))
-        else:
-            missing = ", ".join(repr(c) for c in columns if c not in row)
-            raise BamError(
-                f"{source} line {line}: missing column(s) {missing} (or {', '.join(map(repr, fallback))}; "
-                f"found: {', '.join(map(repr, row)) or 'none'})"
-            )
-    index = next(
-        (
-            c
-            for c in ((task.index_column,) if task and task.index_column else ()) + ID_COLUMNS
-            if c in rows[0][1]
-        ),
-        None,
-    )
-    # rows_to_examples reads a TaskSpec: this one names the columns and id this input uses.
-    reading = TaskSpec(
-        name=head.task,
-        display=head.task,
-        kind=head.kind,  # type: ignore[arg-type]
-        text_columns=columns,
-        label_column=None,
-        labels=head.labels,
-        splits={},
-        metrics=(),
-        primary_metric="",
-        index_column=index,
-    )
-    return rows_to_examples(reading, "predict", normalized, source, labeled=False)
+    if path is None or path == "-":
+        with tempfile.TemporaryFile("w+", encoding="utf-8", newline="\n") as spool:
+            yield _Lines(spool, "<stdout> (its temporary file)")
+            spool.seek(0)
+            shutil.copyfileobj(spool, sys.stdout)
+            sys.stdout.flush()
+        return
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as err:
+        raise _cannot_write(target, err) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            yield _Lines(handle, target)
+            try:
+                handle.flush()
+                os.fsync(handle.fileno())
+                os.fchmod(handle.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600
+            except OSError as err:
+                raise _cannot_write(target, err) from None
+        try:
+            os.replace(tmp, target)
+        except OSError as err:  # a folder in the way, no permission
+            raise _cannot_write(target, err) from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def predict_file(
@@ -272,29 +357,21 @@ def predict_file(
     *,
     batch_size: int = 64,
     predictor: Predictor | None = None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> int:
     """Predict every row of a file (or stdin) and write JSONL (to ``output_path`` or stdout).
 
-    Each output line is ``{"id", "label", "probabilities"}`` or ``{"id", "score"}``. The input
-    format comes from the extension (.tsv, .csv, .jsonl) or ``input_format``; stdin needs it.
-    Returns the number of rows written.
+    Each output line is ``{"id", "label", "probabilities"}`` or ``{"id", "score"}``; with ``task``
+    ``all`` (or ``a,b``) it is ``{"id", head: {...}, ...}``, one key per head. The input format
+    comes from the extension (.tsv, .csv, .jsonl) or ``input_format``; stdin needs it. Rows are
+    read ``chunk_rows`` at a time. Returns the number of rows written.
     """
     predictor = predictor or Predictor.load(model_dir)
-    head = predictor.head_for(task)
-    rows, source = read_rows(input_path, input_format)
-    lines: list[str] = []
-    if rows:
-        spec = _known_task(task)
-        examples = rows_to_input(rows, source, predictor.model.head_specs[head], spec, text_columns)
-        answers = predictor.rows(head, predictor.outputs(head, examples, batch_size))
-        lines = [
-            json.dumps({"id": row_id, **answer}, ensure_ascii=False)
-            for row_id, answer in zip(examples.ids, answers, strict=True)
-        ]
-    text = "".join(line + "\n" for line in lines)
-    if output_path is None or output_path == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    else:
-        atomic_write_text(output_path, text)
-    return len(lines)
+    predictor.heads_for(task)  # an unknown head is named before the input is opened
+    source = open_rows(input_path, input_format)
+    written = 0
+    with _output(output_path) as out:
+        for row in predictor.iter_predict(task, source, text_columns, batch_size, chunk_rows):
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            written += 1
+    return written
