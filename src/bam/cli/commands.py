@@ -21,6 +21,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
         input_format=args.format,
         text_columns=args.text_column,
         batch_size=args.batch_size,
+        progress=not args.quiet,
     )
     if args.output and args.output != "-" and not args.quiet:
         print(f"{rows} predictions written to {args.output}")

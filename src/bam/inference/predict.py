@@ -31,8 +31,8 @@ from bam.data.examples import Examples
 from bam.data.features import tokenize
 from bam.errors import BamError
 from bam.inference.forward import predict_heads_outputs
-from bam.inference.predict_input import Reading as Reading
 from bam.inference.predict_input import (
+    Reading,
     RowSource,
     check_text_count,
     chunks,
@@ -40,6 +40,7 @@ from bam.inference.predict_input import (
     table_rows,
 )
 from bam.model import BamModel, HeadSpec, load_bam_model, pad_id, resolve_model_dir
+from bam.progress import progress_bar
 from bam.tasks import get_task
 from bam.tasks.spec import TaskSpec
 
@@ -358,20 +359,24 @@ def predict_file(
     batch_size: int = 64,
     predictor: Predictor | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    progress: bool = False,
 ) -> int:
     """Predict every row of a file (or stdin) and write JSONL (to ``output_path`` or stdout).
 
     Each output line is ``{"id", "label", "probabilities"}`` or ``{"id", "score"}``; with ``task``
     ``all`` (or ``a,b``) it is ``{"id", head: {...}, ...}``, one key per head. The input format
     comes from the extension (.tsv, .csv, .jsonl) or ``input_format``; stdin needs it. Rows are
-    read ``chunk_rows`` at a time. Returns the number of rows written.
+    read ``chunk_rows`` at a time; ``progress`` counts them on stderr (from 2 s on). Returns the
+    number of rows written.
     """
     predictor = predictor or Predictor.load(model_dir)
     predictor.heads_for(task)  # an unknown head is named before the input is opened
     source = open_rows(input_path, input_format)
     written = 0
-    with _output(output_path) as out:
+    bar = progress_bar(desc="predict", unit=" rows", disable=not progress, delay=2.0, leave=False)
+    with bar, _output(output_path) as out:
         for row in predictor.iter_predict(task, source, text_columns, batch_size, chunk_rows):
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
             written += 1
+            bar.update()
     return written
