@@ -6,12 +6,17 @@ more than the other; ratios are taken per round and their median is reported. Th
 shared, so each run records how much CPU other processes took meanwhile, and noisy rounds are
 repeated. A worker prints one ``BENCH_RESULT {json}`` line; the parent prints a table and, last,
 one JSON line of ratios.
+
+``--check`` (what CI runs): the same parent, workers and JSON line on a tiny random encoder and a
+few rows, one round, no waiting for a quiet machine; it exits non-zero if anything fails. So a
+rename that breaks a benchmark breaks CI, while the full runs stay for a quiet machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import statistics
@@ -19,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +33,24 @@ from bam.cpu.machine import busy_share, cpu_name, cpu_seconds  # cpu_name: as tr
 THREADS = 2
 RESULT_PREFIX = "BENCH_RESULT "
 REPO = Path(__file__).resolve().parent.parent
+# The --check encoder: tests/helpers.TINY's shape on the packaged MiniLM-L6's vocabulary, random weights.
+TINY = {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2}
 
 Worker = Callable[[dict[str, Any]], dict[str, Any]]
+
+_MODE = {"check": False}  # set by worker_main from --check, in the parent and in every worker
+
+
+def checking() -> bool:
+    """Whether this is a ``--check`` run (tiny model, one round, no waiting for a quiet machine)."""
+    return _MODE["check"]
+
+
+def encoder_settings(check: bool) -> dict[str, Any]:
+    """``TrainConfig`` keys of the encoder a benchmark trains: MiniLM-L6, or the tiny random one."""
+    if check:
+        return {"model": "minilm-l6", "random_init": True, "encoder_overrides": dict(TINY)}
+    return {"model": "minilm-l6", "random_init": False, "encoder_overrides": {}}
 
 
 # ----------------------------------------------------------------------------- processes
@@ -88,6 +109,7 @@ def run_worker(script: str | Path, name: str, args: dict[str, Any], timeout: flo
     worker ran (0 = the machine was ours; 0.5 on 2 cores = one core taken by someone else).
     """
     cmd = [sys.executable, str(script), "--worker", name, "--args", json.dumps(args)]
+    cmd += ["--check"] if checking() else []
     busy0, total0 = cpu_seconds()
     own0 = _children_cpu()
     proc = subprocess.run(
@@ -119,10 +141,11 @@ def alternate(
     A variant runs the worker of its own name, or the one its args name under ``"worker"``.
     The machine is shared: a round in which any run was noisy (other processes took more than
     ``NOISY`` of the CPUs, see ``foreign_cpu``) is repeated, up to ``extra_rounds`` times
-    (default ``rounds - 1``). The ``rounds`` least noisy rounds are returned, in order.
+    (default ``rounds - 1``). The ``rounds`` least noisy rounds are returned, in order. Under
+    ``--check`` nothing waits for a quiet machine and nothing is repeated: it proves the code runs.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    extra = rounds - 1 if extra_rounds is None else extra_rounds
+    extra = 0 if checking() else rounds - 1 if extra_rounds is None else extra_rounds
     done: list[dict[str, dict[str, Any]]] = []
     while True:
         clean = [r for r in done if _noise(r) <= NOISY]
@@ -130,18 +153,19 @@ def alternate(
             break
         round_results = {}
         for name, args in variants.items():
-            wait_for_quiet()
+            if not checking():
+                wait_for_quiet()
             start = time.perf_counter()
             result = run_worker(script, args.get("worker", name), args)
             round_results[name] = result
             log(f"  round {len(done) + 1} {name}: {_brief(result)} ({time.perf_counter() - start:.0f}s)")
         done.append(round_results)
-        if _noise(round_results) > NOISY:
+        if _noise(round_results) > NOISY and not checking():
             log(
                 f"  round {len(done)} was noisy (foreign cpu {_noise(round_results):.2f}); it may be repeated"
             )
     kept = sorted(sorted(range(len(done)), key=lambda i: _noise(done[i]))[:rounds])
-    if any(_noise(done[i]) > NOISY for i in kept):
+    if any(_noise(done[i]) > NOISY for i in kept) and not checking():
         log(f"  warning: noisy rounds kept (foreign cpu > {NOISY}); ratios are less reliable")
     return {name: [done[i][name] for i in kept] for name in variants}
 
@@ -151,18 +175,27 @@ def _noise(round_results: dict[str, dict[str, Any]]) -> float:
 
 
 def _brief(result: dict[str, Any]) -> str:
-    shown = [f"{k}={v:.4g}" for k, v in result.items() if isinstance(v, float)][:4]
+    skip = ("foreign_cpu", "peak_rss_mb")
+    shown = [f"{k}={v:.4g}" for k, v in result.items() if isinstance(v, float) and k not in skip][:4]
     return " ".join([*shown, f"foreign_cpu={result['foreign_cpu']:.2f}"])
 
 
 def worker_main(workers: dict[str, Worker], parent: Callable[[argparse.Namespace], None]) -> None:
-    """Entry point of a benchmark script: ``--worker NAME --args JSON`` runs one variant."""
+    """Entry point of a benchmark script: ``--worker NAME --args JSON`` runs one variant.
+
+    ``--check`` runs the whole benchmark on its smallest settings (the parent reads ``ns.check``)
+    and exits non-zero if a worker fails or the final JSON holds a non-finite number.
+    """
     parser = argparse.ArgumentParser(description=sys.modules["__main__"].__doc__)
     parser.add_argument("--quick", action="store_true", help="a short sanity run")
+    parser.add_argument("--check", action="store_true", help="CI: a tiny random model, one round, seconds")
     parser.add_argument("--rounds", type=int, default=None, help="override the number of A/B rounds")
     parser.add_argument("--worker", choices=sorted(workers), help=argparse.SUPPRESS)
     parser.add_argument("--args", default="{}", help=argparse.SUPPRESS)
     ns = parser.parse_args()
+    _MODE["check"] = ns.check
+    if ns.check and ns.rounds is None:
+        ns.rounds = 1
     if ns.worker:
         setup_worker()
         result = workers[ns.worker](json.loads(ns.args))
@@ -184,19 +217,53 @@ def paired_ratios(results: dict[str, list[dict[str, Any]]], num: str, den: str, 
     return [a[key] / b[key] for a, b in zip(results[num], results[den], strict=True)]
 
 
-def best_matmul_flops(sizes: Sequence[int] = (2048, 3072, 4096), repeats: int = 3) -> float:
-    """This machine's fp32 matmul peak right now: the best FLOP/s of square ``torch.mm`` products."""
+def ratios_to_best(
+    results: dict[str, list[dict[str, Any]]], num: str, peers: Sequence[str], key: str
+) -> tuple[list[float], list[str]]:
+    """Per round, ``num``'s ``key`` over the best of ``peers`` in that same round, and which peer
+    it was: each side at its best configuration, the faster peer configuration counted."""
+    ratios, winners = [], []
+    for i, mine in enumerate(results[num]):
+        best = max(peers, key=lambda name: results[name][i][key])
+        ratios.append(mine[key] / results[best][i][key])
+        winners.append(best)
+    return ratios, winners
+
+
+def best_matmul_flops(
+    sizes: Sequence[int] | None = None, repeats: int = 3, dtype: str = "fp32", device: str = "cpu"
+) -> float:
+    """This machine's matmul peak right now in ``dtype`` (fp32, bf16 or fp16): the best FLOP/s of
+    square ``torch.mm`` products (2048–4096 on CPU, 4096–8192 on a GPU; 256–512 under --check)."""
     import torch
 
+    kind = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    if sizes is None:
+        sizes = (256, 512) if checking() else (4096, 8192) if device != "cpu" else (2048, 3072, 4096)
+    sync = torch.cuda.synchronize if device != "cpu" else (lambda: None)
     best = 0.0
     for n in sizes:
-        a, b, out = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+        a = torch.randn(n, n, device=device).to(kind)
+        b = torch.randn(n, n, device=device).to(kind)
+        out = torch.empty(n, n, device=device, dtype=kind)
         torch.mm(a, b, out=out)  # first call allocates and warms up
+        sync()
         for _ in range(repeats):
             start = time.perf_counter()
             torch.mm(a, b, out=out)
+            sync()
             best = max(best, 2 * n**3 / (time.perf_counter() - start))
     return best
+
+
+def matmul_peaks(device: str = "cpu") -> dict[str, float]:
+    """The fp32 and the bf16 matmul peak, measured now in this process (FLOP/s)."""
+    return {dtype: best_matmul_flops(dtype=dtype, device=device) for dtype in ("fp32", "bf16")}
+
+
+def max_peaks(*measured: dict[str, float]) -> dict[str, float]:
+    """Per dtype, the higher of peaks measured before and after the timed work."""
+    return {dtype: max(m[dtype] for m in measured) for dtype in measured[0]}
 
 
 # ----------------------------------------------------------------------------- FLOP counting
@@ -241,61 +308,6 @@ def flop_model(model: Any) -> FlopModel:
             per_sequence += param.numel()
     config = model.config if hasattr(model, "config") else model.encoder.config
     return FlopModel(per_token, per_sequence, config.hidden_size, config.num_hidden_layers)
-
-
-# ----------------------------------------------------------------------------- bam's own loop
-
-
-@dataclass
-class StepLog:
-    """What a timed run of ``bam.train.loop.train`` did, step by step."""
-
-    starts: list[float] = field(default_factory=list)  # perf_counter at each _batch_loss call
-    lengths: list[list[int]] = field(default_factory=list)  # real lengths of each batch's rows
-    end: float = 0.0  # perf_counter when the loop finished its last step (the final evaluation)
-    loop_examples_per_second: float = 0.0  # the loop's own figure (includes warm-up steps)
-    flop_model: FlopModel | None = None
-
-    def window(self, warmup: int) -> tuple[float, list[list[int]]]:
-        """Seconds and batches of the steps after ``warmup`` (to the end of the last step)."""
-        return self.end - self.starts[warmup], self.lengths[warmup:]
-
-
-def timed_bam_train(config: Any, output_dir: Path, cache_dir: Path) -> StepLog:
-    """Run bam's real ``train()`` and record when each step starts and which rows it holds.
-
-    Only the loop's edges are patched: dev evaluation is skipped (it is not training and would
-    dominate a 30-step run). Everything a step does — collate, forward, losses, backward,
-    clipping, AdamW, schedule, logging — runs unchanged; the window ends when the loop reaches its
-    final evaluation, so saving the model afterwards is not timed.
-    """
-    import bam.train.loop as loop
-
-    log = StepLog()
-    original = loop._batch_loss
-
-    def batch_loss(model, data, task_ids, rows, *args, **kwargs):  # type: ignore[no-untyped-def]
-        log.starts.append(time.perf_counter())
-        if log.flop_model is None:
-            log.flop_model = flop_model(model)
-        log.lengths.append([int(data[t].features.lengths[r]) for t, r in zip(task_ids, rows, strict=True)])
-        return original(model, data, task_ids, rows, *args, **kwargs)
-
-    def evaluate(*args, **kwargs):  # type: ignore[no-untyped-def]
-        log.end = time.perf_counter()
-        return {}
-
-    loop._batch_loss = batch_loss
-    loop.evaluate = evaluate
-    loop.load_eval_splits = lambda *args, **kwargs: []
-    result = loop.train(config, output_dir, quiet=True, cache_dir=cache_dir)
-    log.loop_examples_per_second = result.examples_per_second
-    return log
-
-
-def epochs_for_steps(steps: int, steps_per_epoch: int) -> float:
-    """The ``epochs`` value that makes bam's loop run exactly ``steps`` steps (ceil-safe)."""
-    return (steps - 0.5) / steps_per_epoch
 
 
 # ----------------------------------------------------------------------------- data
@@ -373,10 +385,28 @@ def ratio_line(label: str, ratios: Sequence[float], target: float | None) -> str
 
 
 def machine() -> str:
-
     return f"{cpu_name()}, {os.cpu_count()} cores, {THREADS} torch threads"
 
 
+def _non_finite(value: Any, path: str = "") -> list[str]:
+    """The keys (dotted) of every NaN or infinite number in a JSON-like value."""
+    if isinstance(value, dict):
+        return [bad for key, item in value.items() for bad in _non_finite(item, f"{path}{key}.")]
+    if isinstance(value, list | tuple):
+        return [bad for i, item in enumerate(value) for bad in _non_finite(item, f"{path}{i}.")]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [path.rstrip(".")]
+    return []
+
+
 def final_json(name: str, values: dict[str, Any]) -> None:
-    """The last line of every benchmark: its ratios (and verdicts) as one JSON object."""
-    print(json.dumps({"benchmark": name, **values}, sort_keys=False), flush=True)
+    """The last line of every benchmark: its ratios (and verdicts) as one JSON object.
+
+    A NaN or infinite figure means a side measured nothing: the line is still printed, then the
+    benchmark exits with status 1 (so ``--check`` fails in CI)."""
+    record = {"benchmark": name, **({"check": True} if checking() else {}), **values}
+    print(json.dumps(record, sort_keys=False), flush=True)
+    bad = _non_finite(values)
+    if bad:
+        print(f"{name}: non-finite figures: {', '.join(bad)}", file=sys.stderr, flush=True)
+        sys.exit(1)

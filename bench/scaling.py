@@ -5,6 +5,8 @@ trained for two epochs with bam's real loop on a tiny randomly initialised encod
 grows with the task count — per-task heads, losses, row groups, sampling — is not hidden behind
 encoder time. Per-epoch time = mean time per step after one warm-up step (epoch-end checkpoint and
 the next epoch's plan included) × steps per epoch. Ideally flat: the ratio max/min is reported.
+Steps are timed through the loop's ``on_step`` hook; dev evaluation is skipped through its
+``evaluator`` hook. ``--check``: 128 rows into 1 and 2 tasks, one epoch, one round.
 """
 
 from __future__ import annotations
@@ -15,21 +17,21 @@ from pathlib import Path
 from typing import Any
 
 from common import (
+    TINY,
     alternate,
     final_json,
     machine,
     median,
     synthetic_texts,
     table,
-    timed_bam_train,
     worker_main,
     write_custom_task,
 )
+from loops import timed_bam_train
 
 ROWS = 2048
 BATCH = 32
 TASK_COUNTS = (1, 2, 4, 8)
-TINY = {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 2, "intermediate_size": 128}
 
 
 def epoch_worker(args: dict[str, Any]) -> dict[str, Any]:
@@ -40,7 +42,7 @@ def epoch_worker(args: dict[str, Any]) -> dict[str, Any]:
     config = TrainConfig(
         tasks=tasks,
         random_init=True,
-        encoder_overrides=TINY,
+        encoder_overrides=dict(TINY),
         batch_size=BATCH,
         epochs=args["epochs"],
         checkpoint_every=0,
@@ -49,7 +51,7 @@ def epoch_worker(args: dict[str, Any]) -> dict[str, Any]:
     )
     with tempfile.TemporaryDirectory() as tmp:
         log = timed_bam_train(config, Path(tmp) / "run", Path(tmp) / "cache")
-    per_epoch = steps_per_epoch([ROWS // len(tasks)] * len(tasks), BATCH)
+    per_epoch = steps_per_epoch([args["rows"] // len(tasks)] * len(tasks), BATCH)
     warmup = 1
     seconds, batches = log.window(warmup)
     return {
@@ -61,18 +63,19 @@ def epoch_worker(args: dict[str, Any]) -> dict[str, Any]:
 
 def parent(ns: argparse.Namespace) -> None:
     rounds = ns.rounds or (1 if ns.quick else 3)
-    epochs = 1 if ns.quick else 2
+    epochs = 1 if ns.quick or ns.check else 2
+    rows, counts = (128, (1, 2)) if ns.check else (ROWS, TASK_COUNTS)
     print(
-        f"scaling: {machine()}; {rounds} round(s); {ROWS} rows split into {TASK_COUNTS} tasks; "
+        f"scaling: {machine()}; {rounds} round(s); {rows} rows split into {counts} tasks; "
         f"tiny encoder {TINY}; {epochs} epoch(s)",
         flush=True,
     )
-    texts = synthetic_texts(ROWS, seed=1)
-    labels = [i % 2 for i in range(ROWS)]
+    texts = synthetic_texts(rows, seed=1)
+    labels = [i % 2 for i in range(rows)]
     with tempfile.TemporaryDirectory() as tmp:
         variants = {}
-        for k in TASK_COUNTS:
-            size = ROWS // k
+        for k in counts:
+            size = rows // k
             yamls = [
                 str(
                     write_custom_task(
@@ -84,7 +87,7 @@ def parent(ns: argparse.Namespace) -> None:
                 )
                 for i in range(k)
             ]
-            variants[f"{k}_tasks"] = {"worker": "epoch", "tasks": yamls, "epochs": epochs}
+            variants[f"{k}_tasks"] = {"worker": "epoch", "tasks": yamls, "epochs": epochs, "rows": rows}
         results = alternate(__file__, variants, rounds)
     medians = {name: median([r["epoch_seconds"] for r in runs]) for name, runs in results.items()}
     rows = [
