@@ -14,11 +14,12 @@ the student reads, for each row, the outputs of the teacher that held it out).
 from __future__ import annotations
 
 import importlib.resources
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from bam.config.train import (
+    KeyPlace,
     TrainConfig,
     build_dataclass,
     check_named_once,
@@ -62,7 +63,9 @@ class RunConfig:
 
     def teacher_config(self, task: str, seed: int) -> TrainConfig:
         values = deep_merge(deep_merge(TEACHER_DEFAULTS, self.train), self.teacher)
-        return build_dataclass(TrainConfig, {**values, "tasks": [task], "seed": seed}, "teacher")
+        return build_dataclass(
+            TrainConfig, {**values, "tasks": [task], "seed": seed}, "teacher", place=SECTION
+        )
 
     def fold_teacher_config(self, task: str, seed: int, folds: int, holdout: int) -> TrainConfig:
         """The teacher of ``task`` trained without fold ``holdout`` of ``folds`` of its rows."""
@@ -71,7 +74,8 @@ class RunConfig:
     def student_config(self, method: str, tasks: list[str], seed: int) -> TrainConfig:
         overrides = {k: v for k, v in self.methods[method].items() if k not in METHOD_KEYS}
         values = deep_merge(deep_merge(deep_merge(STUDENT_DEFAULTS, self.train), self.student), overrides)
-        return build_dataclass(TrainConfig, {**values, "tasks": tasks, "seed": seed}, f"methods.{method}")
+        stage = {**values, "tasks": tasks, "seed": seed}
+        return build_dataclass(TrainConfig, stage, f"methods.{method}", place=METHOD)
 
     def per_task(self, method: str) -> bool:
         return bool(self.methods[method].get(PER_TASK_KEY, False))
@@ -184,7 +188,9 @@ class RunConfig:
         first_stage = {"tasks": self.tasks[:1], "seed": self.seeds[0]}
         for section, values in sections.items():
             defaults = STUDENT_DEFAULTS if section == "student" else TEACHER_DEFAULTS
-            build_dataclass(TrainConfig, {**deep_merge(defaults, values), **first_stage}, section)
+            build_dataclass(
+                TrainConfig, {**deep_merge(defaults, values), **first_stage}, section, place=SECTION
+            )
 
     def _check_folds(self, method: str, folds: Any, student: TrainConfig) -> None:
         """Cross-fitting needs one teacher per task, a student that reads it, and the same rows."""
@@ -206,6 +212,17 @@ class RunConfig:
                     f"{where}: the student and the teachers must train on the same {name} rows "
                     "(data_dir and train_cap), or a fold teacher may have seen the rows it labels"
                 )
+
+
+# Where each key may be written, for "did you mean" (bam.config.train.KeyPlace): the top level,
+# a train/teacher/student section, a method. A key of another place is sent there.
+_SETTINGS = tuple(f.name for f in fields(TrainConfig) if f.name not in STAGE_FIELDS)
+_TO_TOP = {f.name: f"{f.name}, at the top level" for f in fields(RunConfig)}
+_TO_METHOD = {key: f"methods.<name>.{key}" for key in METHOD_KEYS}
+TOP_LEVEL = KeyPlace(tuple(_TO_TOP), {**{k: f"train.{k}" for k in _SETTINGS}, **_TO_METHOD})
+_STAGE_SET = {"seed": "seeds, at the top level", "cv_folds": f"methods.<name>.{FOLDS_KEY}"}
+SECTION = KeyPlace(_SETTINGS, {**_TO_TOP, **_STAGE_SET, **_TO_METHOD})
+METHOD = KeyPlace((*_SETTINGS, *METHOD_KEYS), _TO_TOP)
 
 
 def preset_path(name: str) -> Path:
@@ -234,6 +251,6 @@ def load_run_config(preset: str | None, config_file: str | None, overrides: list
         values["methods"] = {name: settings for name, settings in methods.items() if settings is not None}
         if not values["methods"]:
             raise BamError("methods: every method was removed (methods=null trains the teachers only)")
-    config: RunConfig = build_dataclass(RunConfig, values, config_file or f"preset {preset}")
+    config: RunConfig = build_dataclass(RunConfig, values, config_file or f"preset {preset}", place=TOP_LEVEL)
     config.validate()
     return config

@@ -13,6 +13,7 @@ import difflib
 import math
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,7 +192,7 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     raise BamError(f"{source}: {key} must be {_type_name(tp)}, got {value!r}")
 
 
-def _closest_key(key: str, names: list[str]) -> str | None:
+def _closest_key(key: str, names: Sequence[str]) -> str | None:
     """The field a mistyped key most likely meant: a near spelling, or the field whose words'
     initials it is (``lr`` → learning_rate, ``wd`` → weight_decay)."""
     close = difflib.get_close_matches(key, names, n=1)
@@ -199,16 +200,37 @@ def _closest_key(key: str, names: list[str]) -> str | None:
     return close[0] if close else initials[0] if len(initials) == 1 else None  # `t`: tasks or temperature?
 
 
-def build_dataclass(cls: type, values: dict[str, Any], source: str, prefix: str = "") -> Any:
-    """Make ``cls`` from a mapping, refusing unknown keys and wrong types with the key's name."""
+@dataclass(frozen=True)
+class KeyPlace:
+    """The keys a user may write where a mapping stands (``bam run``'s top level, its ``teacher``
+    section, a method), for "did you mean": a suggestion is always one of ``valid``, so a typo in
+    ``teacher`` is never pointed to ``seed`` (which bam run sets) nor a run key to a training key.
+    A key that belongs in another place is sent there (``elsewhere``: key → where to write it)."""
+
+    valid: tuple[str, ...]
+    elsewhere: dict[str, str] = field(default_factory=dict)
+
+    def hint(self, key: str, prefix: str = "") -> str:
+        if key in self.elsewhere:
+            return f" (did you mean {self.elsewhere[key]}?)"
+        close = _closest_key(key, self.valid)
+        if close:
+            return f" (did you mean {prefix}{close}?)"
+        near = _closest_key(key, tuple(self.elsewhere))  # `student.task`: the run's tasks
+        return f" (did you mean {self.elsewhere[near]}?)" if near else ""
+
+
+def build_dataclass(
+    cls: type, values: dict[str, Any], source: str, prefix: str = "", place: KeyPlace | None = None
+) -> Any:
+    """Make ``cls`` from a mapping, refusing unknown keys and wrong types with the key's name.
+    ``place``: the keys valid where the mapping stands, for the hint (default: all of ``cls``)."""
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    place = place or KeyPlace(tuple(f.name for f in dataclasses.fields(cls)))
     kwargs = {}
     for key, value in values.items():
         if key not in hints:
-            close = _closest_key(str(key), names)
-            hint = f" (did you mean {prefix}{close}?)" if close else ""
-            raise BamError(f"{source}: unknown key {prefix}{key}{hint}")
+            raise BamError(f"{source}: unknown key {prefix}{key}{place.hint(str(key), prefix)}")
         if dataclasses.is_dataclass(hints[key]):
             if not isinstance(value, dict):
                 raise BamError(f"{source}: {prefix}{key} must be a mapping, got {value!r}")
