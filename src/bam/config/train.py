@@ -73,7 +73,7 @@ class TrainConfig:
     eval_batch_size: int = 32
     seed: int = 13
     num_threads: int = 0  # torch intra-op threads; 0 leaves torch's default
-    log_with: list[str] = field(default_factory=lambda: ["tensorboard"])
+    log_with: list[str] = field(default_factory=list)  # tensorboard: the extra
     # Cross-fitting teachers (``bam run`` sets these per fold teacher): the training rows are
     # split into cv_folds fixed folds and fold cv_holdout is left out. 0 folds: every row.
     cv_folds: int = field(default=0, metadata=CROSS_FIT)

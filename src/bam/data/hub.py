@@ -14,6 +14,7 @@ from typing import Any
 from bam.data.examples import Examples
 from bam.data.readers import Row, rows_to_examples
 from bam.errors import BamError
+from bam.extras import require
 from bam.tasks.spec import TaskSpec
 
 UNLABELED = -1  # the hub's label id for rows without a label (test splits)
@@ -34,7 +35,7 @@ def read_hub_split(
     source = f"hub {hub.dataset} ({hub.config}, {hub_split})"
     labeled = task.splits[split].labeled if split in task.splits else False
 
-    import datasets  # imported here: slow to import, and only needed for hub data
+    datasets = require("hub")  # imported here: slow to import, an extra, and only for hub data
 
     try:
         dataset = datasets.load_dataset(

@@ -1,25 +1,40 @@
-"""PNG plots for a run's report: scores per method, dev curves, the λ schedule, sampling shares."""
+"""PNG plots for a run's report: scores per method, dev curves, the λ schedule, sampling shares.
+
+matplotlib is the ``plots`` extra (``pip install 'bam-nlu[plots]'``), imported when a plot is
+drawn: without it every function here raises :class:`~bam.extras.MissingExtra`, and
+:func:`bam.report.tables.write_report` writes the report without plots, saying why.
+"""
 
 from __future__ import annotations
 
 import io
 import json
 from pathlib import Path
-from typing import Any
-
-import matplotlib
-
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt
+from typing import TYPE_CHECKING, Any
 
 from bam.config.run import RunConfig
 from bam.config.train import build_dataclass
 from bam.distill.schedules import lambda_at
+from bam.extras import require
 from bam.fileio import atomic_write_bytes
 from bam.report.names import METHOD_NAMES, ordered, task_columns
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+
+def _subplots(figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    """A new figure drawn to files only (no display), from matplotlib imported on first use."""
+    require("plots").use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=figsize)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -31,7 +46,7 @@ def plot_scores(methods: dict[str, dict[str, float]], path: Path) -> Path:
     """Grouped bars: one group per task (and the average), one bar per method."""
     methods = ordered(methods)
     columns = [*task_columns(methods), "avg"]
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(columns), 3.6))
+    fig, ax = _subplots((1.6 + 1.3 * len(columns), 3.6))
     width = 0.8 / max(len(methods), 1)
     for i, (method, scores) in enumerate(methods.items()):
         xs = [c + (i - (len(methods) - 1) / 2) * width for c in range(len(columns))]
@@ -62,7 +77,7 @@ def plot_dev_curves(stage_dirs: dict[str, list[str]], path: Path) -> Path | None
     runs_by_method = _stage_runs(stage_dirs)
     if not any(run.get("history") for runs in runs_by_method.values() for run in runs):
         return None
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = _subplots((7, 4))
     for method, runs in runs_by_method.items():
         for run in runs:
             history = run.get("history", [])
@@ -101,7 +116,7 @@ def plot_lambda(run_config: dict[str, Any], path: Path, steps: int = 200) -> Pat
     students = lambda_schedules(run_config)
     if not students:
         return None
-    fig, ax = plt.subplots(figsize=(5, 3))
+    fig, ax = _subplots((5, 3))
     for method, (schedule, constant, horizon) in students.items():
         ax.plot(
             [s / steps for s in range(steps + 1)],
@@ -122,7 +137,7 @@ def plot_shares(stage_dirs: dict[str, list[str]], path: Path) -> Path | None:
     for runs in _stage_runs({k: v for k, v in stage_dirs.items() if k != "single"}).values():
         shares = next((r["shares"] for r in runs if len(r.get("shares", {})) > 1), None)
         if shares:
-            fig, ax = plt.subplots(figsize=(5, 3))
+            fig, ax = _subplots((5, 3))
             ax.bar(list(shares), [100 * v for v in shares.values()])
             ax.set_ylabel("share of examples (%)")
             ax.set_title("Task sampling shares (∝ |D|^α)")
@@ -132,7 +147,9 @@ def plot_shares(stage_dirs: dict[str, list[str]], path: Path) -> Path | None:
 
 
 def write_plots(root: Path, results: dict[str, Any]) -> list[Path]:
-    """Every plot of a run folder, from its results.json; returns the files written."""
+    """Every plot of a run folder, from its results.json; returns the files written (MissingExtra
+    without matplotlib, before any is drawn)."""
+    require("plots")
     details = results["details"]
     first_seed = str(details["seeds"][0])
     stages = details.get("stages", {}).get(first_seed, {})

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import statistics
 from pathlib import Path
 from typing import Any
 
 from bam.errors import BamError
+from bam.extras import MissingExtra
 from bam.fileio import atomic_write_text, read_json_object
 from bam.report.names import METHOD_NAMES, ordered, task_columns
 from bam.tasks import GLUE_TASKS
@@ -168,8 +170,12 @@ def write_report(root: Path, results: dict[str, Any]) -> Path:
         parts += ["Merged from separate runs (`bam report --merge-into`):", ""]
         parts += [f"- seed {seed}: `{folder}`" for seed, folder in details["merged_from"].items()]
         parts += [""]
-    plots = write_plots(root, results)
-    parts += ["## Plots", "", *[f"![{p.stem}]({p.name})" for p in plots], ""]
+    try:
+        plots = [f"![{p.stem}]({p.name})" for p in write_plots(root, results)]
+    except MissingExtra as err:  # plots are an extra: the report is written without them, saying why
+        plots = [f"No plots: {err}, then `bam report {root}`."]
+        logging.getLogger("bam").warning(f"{root / 'report.md'}: written without plots ({err})")
+    parts += ["## Plots", "", *plots, ""]
     parts += [
         "## Settings",
         "",

@@ -29,6 +29,7 @@ from bam.data.batching import epoch_plan, steps_per_epoch, task_shares
 from bam.data.prepare import training_rows
 from bam.distill import lambda_at
 from bam.errors import BamError
+from bam.extras import check_trackers
 from bam.fileio import atomic_write_json, exclusive_folder, sha256_file
 from bam.inference.evaluate import evaluate, load_eval_splits, summarize
 from bam.model import MODEL_DIR, MODEL_FILE, BamModel, build_model, default_device, pad_id, save_bam_model
@@ -175,6 +176,7 @@ def _train(
 
     kwargs = [DistributedDataParallelKwargs(find_unused_parameters=len(tasks) > 1)]
     log_with = [name for name in config.log_with if name]
+    check_trackers(log_with)  # TensorBoard is an extra: refused now, not silently skipped
     default_device()  # more processes than GPUs: refused in words before accelerate fails on it
     try:
         accelerator = Accelerator(
