@@ -1,13 +1,116 @@
-"""Did you mean: a misspelt key is pointed only to keys valid where it stands (bam run's top level,
-a train/teacher/student section, a method), or to the place a misplaced key belongs."""
+"""Every config key is documented from one table, listed by ``bam config`` and ``--help``; a preset
+printed by ``bam config PRESET`` runs as the preset; "did you mean" names only keys valid there."""
 
 from __future__ import annotations
 
-import pytest
+import dataclasses
+import re
 
-from bam.config.run import load_run_config
-from bam.config.train import load_train_config
+import pytest
+import yaml
+
+from bam.cli.app import main
+from bam.config import docs
+from bam.config.run import METHOD_KEYS, STAGE_FIELDS, RunConfig, load_run_config
+from bam.config.train import TrainConfig, config_to_dict, load_train_config
 from bam.errors import BamError
+
+TRAIN_KEYS = [f.name for f in dataclasses.fields(TrainConfig)]
+RUN_KEYS = [f.name for f in dataclasses.fields(RunConfig)]
+PRESETS = ["demo", "smoke", "glue5-cpu", "glue-paper"]
+
+
+def test_every_config_key_has_a_one_line_description() -> None:
+    """Fails when a field is added to TrainConfig or RunConfig without its line in bam.config.docs."""
+    assert docs.missing_docs() == [], "add a line per key to src/bam/config/docs.py"
+
+
+def test_a_key_without_a_line_is_named(monkeypatch) -> None:
+    monkeypatch.delitem(docs.TRAIN_DOCS, "temperature")
+    monkeypatch.setitem(docs.RUN_DOCS, "seedz", "gone")
+    assert docs.missing_docs() == [
+        "TrainConfig.temperature has no line in TRAIN_DOCS",
+        "RUN_DOCS['seedz'] describes no key of RunConfig",
+    ]
+
+
+def test_bam_config_lists_every_key_with_type_default_and_meaning(capsys) -> None:
+    assert main(["config"]) == 0
+    out = capsys.readouterr().out
+    for key in [*TRAIN_KEYS, *RUN_KEYS, *METHOD_KEYS]:
+        assert re.search(rf"^  {key}: \S", out, re.MULTILINE), key
+    assert "  learning_rate: float = 5.0e-05\n" in out
+    assert "  log_with: list[str] = []\n" in out
+    assert "  seeds: list[int] = [13]\n      run seeds" in out
+    assert "(bam run: teacher 5.0e-05, student 0.0001)" in out  # the section defaults bam run adds
+    assert "  seed: int = 13\n      " in out and "(bam run sets it: use the run's seeds)" in out
+
+
+@pytest.mark.parametrize(("command", "keys"), [("run", [*RUN_KEYS, *METHOD_KEYS]), ("train", TRAIN_KEYS)])
+def test_help_names_every_key_and_points_to_bam_config(capsys, command, keys) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # as one line, whatever the wrapping
+    for key in keys:
+        assert re.search(rf"\b{key}\b", out), key
+    assert "`bam config` gives each key's type, default and meaning" in out
+    if command == "run":
+        for key in STAGE_FIELDS:  # bam run sets these: not offered for its sections
+            assert not re.search(rf"take: [^.]*\b{key}\b", out), key
+
+
+def _stages(config: RunConfig) -> list[dict]:
+    """Every stage's training settings, as its stage key reads them."""
+    teachers = [config.teacher_config(task, seed) for task in config.tasks for seed in config.seeds]
+    students = [
+        config.student_config(name, config.tasks, seed)
+        for name in config.methods
+        if name != "single"
+        for seed in config.seeds
+    ]
+    return [config_to_dict(stage) for stage in [*teachers, *students]]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_a_printed_preset_runs_as_the_preset(tmp_path, capsys, preset) -> None:
+    """`bam config PRESET > FILE; bam run --config FILE` trains what `--preset PRESET` does."""
+    assert main(["config", preset]) == 0
+    printed = capsys.readouterr().out
+    path = tmp_path / f"{preset}.yaml"
+    path.write_text(printed)
+    values = yaml.safe_load(printed)
+    assert set(values) >= {"tasks", "seeds", "train", "teacher", "student", "methods"}
+    assert set(values["train"]) | set(values["teacher"]) | set(values["student"]) == set(TRAIN_KEYS) - set(
+        STAGE_FIELDS
+    )  # fully resolved: every setting at its value
+    assert sum(line.lstrip().startswith(("model:", "epochs:")) for line in printed.splitlines()) >= 2
+    assert "  model: minilm-l6" in printed or preset == "glue-paper"
+    assert re.search(r"^  max_length: \d+ +# tokens kept per input", printed, re.MULTILINE)  # commented
+    assert _stages(load_run_config(None, str(path), [])) == _stages(load_run_config(preset, None, []))
+    plans = []
+    for source in (["--preset", preset], ["--config", str(path)]):
+        assert main(["run", *source, "--dry-run", "--output", str(tmp_path / "run")]) == 0
+        plans.append(capsys.readouterr().out)
+    assert plans[0] == plans[1] and "stages per seed" in plans[0]
+
+
+def test_a_printed_preset_takes_overrides(tmp_path, capsys) -> None:
+    assert (
+        main(["config", "smoke", "seeds=[1,2]", "student.epochs=1", "methods.bam_t2={temperature: 2.0}"]) == 0
+    )
+    path = tmp_path / "mine.yaml"
+    path.write_text(capsys.readouterr().out)
+    config = load_run_config(None, str(path), [])
+    assert config.seeds == [1, 2] and config.student_config("bam_t2", config.tasks, 1).temperature == 2.0
+    assert config.student_config("bam", config.tasks, 1).epochs == 1.0
+    assert config.teacher_config("rte", 1).epochs == 2.0
+
+
+def test_bam_config_refuses_what_it_cannot_print(capsys) -> None:
+    assert main(["config", "nope"]) == 2
+    assert "unknown preset 'nope' (available: demo, glue-paper, glue5-cpu, smoke)" in capsys.readouterr().err
+    assert main(["config", "seeds=[1]"]) == 2
+    assert "a key=value goes after a preset (bam config demo seeds=[1])" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bam.cli.commands import COMMANDS
 from bam.cli.options import add_common, at_least_one
+from bam.config.docs import help_epilog
 from bam.errors import BamError
 
 log = logging.getLogger("bam")
@@ -159,7 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("run", help="the whole comparison: teachers, Multi, BAM (default: the demo preset)")
+    p = sub.add_parser(
+        "run",
+        help="the whole comparison: teachers, Multi, BAM (default: the demo preset)",
+        epilog=help_epilog("run"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--preset", help="a built-in preset: demo (default), smoke, glue5-cpu, glue-paper")
     p.add_argument("--config", help="a YAML run config (layered over the preset)")
     p.add_argument("--output", help="run folder (default runs/<preset>)")
@@ -172,7 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("train", help="fine-tune one model on one or more tasks")
+    p = sub.add_parser(
+        "train",
+        help="fine-tune one model on one or more tasks",
+        epilog=help_epilog("train"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--task", action="append", help="GLUE task name or custom-task YAML (repeatable)")
     p.add_argument("--model", help="minilm-l6 (packaged), a hub id, or a local folder")
     p.add_argument("--output", required=True, help="output folder")

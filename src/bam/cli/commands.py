@@ -143,4 +143,33 @@ def register_report(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_report)
 
 
-COMMANDS = [register_predict, register_submit, register_export, register_report]
+def cmd_config(args: argparse.Namespace) -> None:
+    from bam.config.docs import describe_keys, resolved_yaml
+    from bam.config.run import load_run_config
+    from bam.errors import BamError
+
+    if args.preset is None:
+        print(describe_keys())
+        return
+    if "=" in args.preset:
+        raise BamError(f"{args.preset}: a key=value goes after a preset (bam config demo {args.preset})")
+    config = load_run_config(args.preset, None, args.overrides)
+    print(resolved_yaml(config, args.preset, args.overrides), end="")
+
+
+def register_config(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "config", help="every config key with its type, default and meaning; a preset as YAML to edit"
+    )
+    p.add_argument(
+        "preset",
+        nargs="?",
+        help="a built-in preset (e.g. demo): printed with every value as commented YAML, to edit and "
+        "use with bam run --config FILE (bam config demo > my_run.yaml)",
+    )
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="changes to the preset: seeds=[1,2,3]")
+    add_common(p)
+    p.set_defaults(func=cmd_config)
+
+
+COMMANDS = [register_predict, register_submit, register_export, register_report, register_config]
