@@ -24,7 +24,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -264,50 +263,6 @@ def matmul_peaks(device: str = "cpu") -> dict[str, float]:
 def max_peaks(*measured: dict[str, float]) -> dict[str, float]:
     """Per dtype, the higher of peaks measured before and after the timed work."""
     return {dtype: max(m[dtype] for m in measured) for dtype in measured[0]}
-
-
-# ----------------------------------------------------------------------------- FLOP counting
-
-
-@dataclass(frozen=True)
-class FlopModel:
-    """Parameter counts of a BERT-like encoder as FLOP counting needs them.
-
-    ``per_token``: the transformer layers' parameters (every token goes through them);
-    ``per_sequence``: what runs once per sequence ([CLS] pooler and task head);
-    embeddings are lookups and are not counted.
-    """
-
-    per_token: int
-    per_sequence: int
-    hidden: int
-    layers: int
-
-    def flops(self, lengths: Sequence[int], train: bool) -> float:
-        """Matmul FLOPs over sequences of these real (non-pad) lengths.
-
-        Forward: 2·params per token + attention 4·L²·d per layer (QKᵀ and AV); a training step
-        (forward + backward) is three times that.
-        """
-        tokens = float(sum(lengths))
-        squares = float(sum(int(n) * int(n) for n in lengths))
-        forward = 2 * self.per_token * tokens + 2 * self.per_sequence * len(lengths)
-        forward += 4 * squares * self.hidden * self.layers
-        return 3 * forward if train else forward
-
-
-def flop_model(model: Any) -> FlopModel:
-    """Count a :class:`bam.model.BamModel`'s (or any ``*ForSequenceClassification``'s) parameters."""
-    per_token = per_sequence = 0
-    for name, param in model.named_parameters():
-        if "embeddings" in name:
-            continue
-        if ".layer." in name:
-            per_token += param.numel()
-        else:  # pooler, classifier / task heads
-            per_sequence += param.numel()
-    config = model.config if hasattr(model, "config") else model.encoder.config
-    return FlopModel(per_token, per_sequence, config.hidden_size, config.num_hidden_layers)
 
 
 # ----------------------------------------------------------------------------- data

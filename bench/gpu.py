@@ -15,9 +15,9 @@ reports a digest of the row lengths it trained); batch 32, lr 5e-5 with 10% warm
 
 Each side first trains a few untimed steps of its own model; then one epoch is timed from its
 first step to the end of its last (the GPU synchronised). Reported: examples/s, and model FLOP
-utilisation (training FLOPs of the real tokens, the formula of ``bench/common.py``) against the
-dense bf16 peak of a small table of data-centre GPUs and against the best bf16 ``torch.mm``
-measured in the same process. Rounds stop early to stay within the time budget.
+utilisation (training FLOPs of the real tokens, ``bam.flops``: the formula of ``bam run
+--dry-run``) against the dense bf16 peak of a small table of data-centre GPUs and against the
+best bf16 ``torch.mm`` measured in the same process. Rounds stop early to stay within the time budget.
 
 Target (issue #29): bam ≥ 1.2× the Trainer on BERT-base; MFU reported for both sizes.
 ``--check``: the same on CPU with a tiny random encoder and 5 × 8 rows, for CI.

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import FlopModel, flop_model, glue_mix
+from bam.flops import FlopModel, flop_model  # the one FLOP formula, as bam run --dry-run counts
+from common import glue_mix
 
 # ----------------------------------------------------------------------------- bam's own loop
 

@@ -30,11 +30,11 @@ import time
 from typing import Any
 
 from bam.experiment.record import TEACHER_BATCH
+from bam.flops import flop_model
 from common import (
     TINY,
     alternate,
     final_json,
-    flop_model,
     glue_mix,
     machine,
     matmul_peaks,
