@@ -134,14 +134,16 @@ def alternate(
     rounds: int,
     log: Callable[[str], None] | None = None,
     extra_rounds: int | None = None,
+    max_wait: float = 60.0,
 ) -> dict[str, list[dict[str, Any]]]:
     """Run every variant once per round, in the given order, each in its own fresh process.
 
     A variant runs the worker of its own name, or the one its args name under ``"worker"``.
     The machine is shared: a round in which any run was noisy (other processes took more than
     ``NOISY`` of the CPUs, see ``foreign_cpu``) is repeated, up to ``extra_rounds`` times
-    (default ``rounds - 1``). The ``rounds`` least noisy rounds are returned, in order. Under
-    ``--check`` nothing waits for a quiet machine and nothing is repeated: it proves the code runs.
+    (default ``rounds - 1``); before each run it waits up to ``max_wait`` s for a quiet machine.
+    The ``rounds`` least noisy rounds are returned, in order. Under ``--check`` nothing waits for a
+    quiet machine and nothing is repeated: it proves the code runs.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     extra = 0 if checking() else rounds - 1 if extra_rounds is None else extra_rounds
@@ -153,7 +155,7 @@ def alternate(
         round_results = {}
         for name, args in variants.items():
             if not checking():
-                wait_for_quiet()
+                wait_for_quiet(max_wait)
             start = time.perf_counter()
             result = run_worker(script, args.get("worker", name), args)
             round_results[name] = result

@@ -26,6 +26,7 @@ Target (issue #29): bam ≥ 1.2× the Trainer on BERT-base; MFU reported for bot
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -152,7 +153,8 @@ def _rounds(variants: dict[str, dict[str, Any]], rounds: int) -> dict[str, list[
     began = time.perf_counter()
     for done in range(rounds):
         start = time.perf_counter()
-        for name, runs in alternate(__file__, variants, 1, extra_rounds=0).items():
+        # GPU-bound work: a busy host CPU matters less than the 5-minute budget, so wait briefly.
+        for name, runs in alternate(__file__, variants, 1, extra_rounds=0, max_wait=5.0).items():
             results.setdefault(name, []).extend(runs)
         spent = time.perf_counter() - start
         if done + 1 < rounds and time.perf_counter() - began + spent > BUDGET_S:
@@ -230,6 +232,8 @@ def parent(ns: argparse.Namespace) -> None:
         raise SystemExit(
             "bench/gpu.py: no CUDA GPU here (torch.cuda.is_available() is false); --check runs on CPU"
         )
+    if not ns.check:
+        os.environ.setdefault("CUDA_VISIBLE_DEVICES", "0")  # one GPU: the Trainer would DataParallel over all
     rounds = ns.rounds or (1 if ns.quick else 3)
     sizes = ["base"] if ns.quick else ["base", "large"]
     settings = {"check": ns.check, "per_task": 8 if ns.check else 1024, "batch": 8 if ns.check else 32}
