@@ -107,3 +107,36 @@ def test_the_kept_model_is_chosen_even_when_no_task_counts_towards_the_bam_avera
     later = {"bam_avg": None, "scores": {"wnli": 56.34}}
     assert selection_score(later) > selection_score(first)
     assert selection_score({"bam_avg": 70.0, "scores": {"rte": 60.0, "wnli": 90.0}}) == 70.0
+
+
+def test_gradient_accumulation_makes_the_same_update_as_the_whole_batch(tmp_path, tiny_train_values) -> None:
+    """Two slices of 4 rows with their gradients summed give the step of one batch of 8 (fp32, no
+    dropout: masks are drawn per forward pass): the same rows and the same losses, step by step
+    (to float rounding, which Adam then amplifies in near-zero gradients: weights are not compared)."""
+    base = {**tiny_train_values, "precision": "fp32", "dropout": 0.0, "train_cap": {"rte": 32}}
+    whole: list = []
+    sliced: list = []
+    train(_config(base), tmp_path / "whole", quiet=True, on_step=whole.append)
+    train(
+        _config(base, gradient_accumulation_steps=2), tmp_path / "sliced", quiet=True, on_step=sliced.append
+    )
+    assert [info.step for info in whole] == list(range(1, len(whole) + 1)) == [i.step for i in sliced]
+    assert whole[-1].total_steps == len(whole)
+    assert all(i.rows == 8 and len(i.tokens) == 8 and i.padded_tokens >= sum(i.tokens) for i in whole)
+    assert [i.tokens for i in sliced] == [i.tokens for i in whole]  # the same rows
+    # The same weights: the same loss, to the rounding of other padded shapes.
+    assert sliced[0].loss == pytest.approx(whole[0].loss, rel=1e-4)
+    assert [i.loss for i in sliced] == pytest.approx([i.loss for i in whole], rel=1e-3)
+
+
+def test_an_evaluator_replaces_the_dev_evaluation(tmp_path, tiny_train_values) -> None:
+    calls: list = []
+
+    def evaluator(model) -> dict:
+        calls.append(type(model).__name__)
+        return {"scores": {"rte": float(len(calls))}, "bam_avg": float(len(calls)), "glue_avg": None}
+
+    config = _config(tiny_train_values, train_cap={"rte": 16}, epochs=2.0)
+    result = train(config, tmp_path / "run", quiet=True, evaluator=evaluator)
+    assert calls == ["BamModel", "BamModel"]
+    assert result.dev["bam_avg"] == 2.0  # the later, higher score is kept

@@ -141,3 +141,19 @@ def test_subclasses_of_linear_are_left_alone() -> None:
         with onednn_linears(model):
             assert type(model.heads["rte"][1]) is Scaled
             assert torch.allclose(model(**inputs)["rte"], expected, atol=1e-5)
+
+
+def test_an_autocast_inside_the_forward_falls_back_to_plain_layers() -> None:
+    """accelerate wraps a mixed-precision model's forward in autocast, so bf16 activations reach
+    the fp32-only oneDNN layers: they once failed with "could not create a primitive descriptor";
+    they now compute what the plain layers do under the same autocast."""
+    model = _model(BertConfig(**SMALL))
+    inputs = _inputs()
+    groups = {"rte": torch.arange(3)}
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = model(**inputs, groups=groups)["rte"]
+        with onednn_linears(model) as fused:
+            assert fused
+            got = model(**inputs, groups=groups)["rte"]
+    assert got.dtype == expected.dtype
+    torch.testing.assert_close(got, expected)

@@ -35,6 +35,7 @@ class OneDnnLinear(nn.Module):
 
     def __init__(self, linear: nn.Linear, activation: str = "none", algorithm: str = "") -> None:
         super().__init__()
+        self.plain = (linear,)  # for inputs the packed weights cannot take; a tuple: not a submodule
         weight = linear.weight.detach()
         self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, ROWS_HINT)
         self.bias = None if linear.bias is None else linear.bias.detach()
@@ -42,6 +43,13 @@ class OneDnnLinear(nn.Module):
         self.activation, self.algorithm = activation, algorithm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.float32 or torch.is_autocast_enabled("cpu"):
+            # An autocast entered inside the model's forward (accelerate wraps it so under mixed
+            # precision) hands bf16 activations to fp32-only oneDNN primitives: plain layers then.
+            out = self.plain[0](x)
+            if self.activation == "gelu":
+                return F.gelu(out, approximate="tanh" if self.algorithm == "tanh" else "none")
+            return F.relu(out) if self.activation == "relu" else out
         rows = x.reshape(-1, x.shape[-1])
         out = torch.ops.mkldnn._linear_pointwise(
             rows, self.packed, self.bias, self.activation, [], self.algorithm

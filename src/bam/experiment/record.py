@@ -28,6 +28,7 @@ from bam.errors import BamError
 from bam.fileio import fingerprint, sha256_file
 from bam.inference.forward import predict_outputs
 from bam.model import MODEL_DIR, MODEL_FILE, load_bam_model, pad_id
+from bam.precision import inference_precision
 from bam.tasks import get_task
 from bam.tasks.spec import TaskSpec
 
@@ -87,13 +88,19 @@ def record_outputs(teacher_dir: Path, task: TaskSpec, examples: Examples, record
     def predict() -> tuple[np.ndarray, dict[str, Any]]:
         model, tokenizer, meta = load_bam_model(model_dir)
         device = next(model.parameters()).device
+        precision = inference_precision(meta.get("precision"), device)
         log.info(
-            "%s: recording outputs on %d %s rows (%s)", teacher_dir.name, len(examples), task.name, device
+            "%s: recording outputs on %d %s rows (%s, %s)",
+            teacher_dir.name,
+            len(examples),
+            task.name,
+            device,
+            precision.name,
         )
         max_length = meta["train_config"]["max_length"]
         features = load_or_tokenize(examples, tokenizer, max_length)
-        outputs = predict_outputs(
-            model, features, task.head_name, pad_id(tokenizer), batch_size=TEACHER_BATCH
+        outputs = predict_outputs(  # stored as fp32, whatever precision computed them
+            model, features, task.head_name, pad_id(tokenizer), TEACHER_BATCH, precision=precision
         )
         return outputs, {
             "tokenizer": tokenizer.name_or_path,

@@ -15,6 +15,7 @@ from bam.data.load import load_examples
 from bam.errors import BamError
 from bam.inference.forward import outputs_to_predictions, predict_outputs
 from bam.model import BamModel
+from bam.precision import Precision
 from bam.tasks.metrics import bam_average, compute_metrics, glue_average, glue_task_score, primary_score
 from bam.tasks.spec import TaskSpec
 
@@ -48,10 +49,18 @@ def load_eval_splits(
     return splits
 
 
-def evaluate(model: BamModel, splits: list[EvalSplit], pad_id: int, batch_size: int = 128) -> Results:
+def evaluate(
+    model: BamModel,
+    splits: list[EvalSplit],
+    pad_id: int,
+    batch_size: int = 128,
+    precision: Precision | None = None,
+) -> Results:
     results: Results = {}
     for item in splits:
-        outputs = predict_outputs(model, item.features, item.task.head_name, pad_id, batch_size)
+        outputs = predict_outputs(
+            model, item.features, item.task.head_name, pad_id, batch_size, precision=precision
+        )
         predictions = outputs_to_predictions(outputs, item.task.kind)
         results.setdefault(item.task.name, {})[item.split] = compute_metrics(
             item.task, predictions, item.labels

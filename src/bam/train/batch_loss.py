@@ -75,13 +75,14 @@ def batch_loss(
     sums, counts = [], {}
     for t, where in positions.items():
         item = data[t]
+        output = outputs[item.task.name].float()  # the loss in fp32, whatever precision the forward ran in
         task_rows = torch.from_numpy(rows[where])
         gold = item.gold[task_rows].to(device)
         teacher = None if item.teacher is None else item.teacher[task_rows].to(device)
         if item.task.kind == "regression":
-            losses = regression_loss(outputs[item.task.name], gold, teacher, lam)
+            losses = regression_loss(output, gold, teacher, lam)
         else:
-            losses = classification_loss(outputs[item.task.name], gold, teacher, lam, config.temperature)
+            losses = classification_loss(output, gold, teacher, lam, config.temperature)
         sums.append(losses.sum())
         counts[item.task.name] = len(task_rows)
     stacked = torch.stack(sums)

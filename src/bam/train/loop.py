@@ -2,7 +2,13 @@
 
 What differs between them is configuration only: the task list, and where targets come from
 (gold labels only, or gold mixed with recorded teacher outputs under a λ schedule). The loop runs
-on ``accelerate``, so the same code trains on one CPU, one GPU or several processes.
+on ``accelerate``, so the same code trains on one CPU, one GPU or several processes, in the
+precision the stage resolved (:mod:`bam.precision`).
+
+It reads as four named steps: :func:`~bam.train.setup.set_up` (model, data, optimizer, resume),
+:func:`take_step` (one batch: forward, loss, backward, clip, optimizer), :func:`evaluate_and_keep`
+(dev scores, keep the best) and :func:`finish` (the stage record, clean-up). ``on_step`` and
+``evaluator`` let benchmarks and tests watch or replace parts of it without patching names.
 """
 
 from __future__ import annotations
@@ -10,48 +16,32 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
+import numpy as np
 import torch
-from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs
 
-from bam.config.train import TrainConfig, check_named_once, config_to_dict
-from bam.cpu.dropout import use_cpu_dropout
+from bam.config.train import TrainConfig, config_to_dict
 from bam.cpu.machine import hardware
-from bam.data.batching import epoch_plan, steps_per_epoch, task_shares
-from bam.data.prepare import training_rows
+from bam.data.batching import PlannedBatch, epoch_plan
 from bam.distill import lambda_at
 from bam.errors import BamError
-from bam.extras import check_trackers
-from bam.fileio import atomic_write_json, exclusive_folder, sha256_file
-from bam.inference.evaluate import evaluate, load_eval_splits, summarize
-from bam.model import MODEL_DIR, MODEL_FILE, BamModel, build_model, default_device, pad_id, save_bam_model
+from bam.fileio import atomic_write_json, sha256_file
+from bam.inference.evaluate import evaluate, summarize
+from bam.model import MODEL_DIR, MODEL_FILE, BamModel, save_bam_model
+from bam.precision import autocast
 from bam.progress import progress_bar
-from bam.tasks import check_task_keys, check_task_spelling, get_task
-from bam.train.averaging import weight_average
-from bam.train.batch_loss import batch_loss, load_task_data
-from bam.train.checkpoint import (
-    CHECKPOINT_DIR,
-    CONFIG_FILE,
-    DONE_FILE,
-    check_output_dir,
-    finished_run,
-    load_checkpoint,
-    remove_checkpoint,
-    run_key,
-    save_checkpoint,
-    tidy_output_dir,
-)
-from bam.train.optim import build_optimizer, build_scheduler
+from bam.train.batch_loss import batch_loss
+from bam.train.checkpoint import CHECKPOINT_DIR, DONE_FILE, check_output_dir, finished_run, remove_checkpoint
+from bam.train.checkpoint import save_checkpoint as write_checkpoint
+from bam.train.setup import Run, read_run, set_up
 
 log = logging.getLogger("bam")
+Evaluator = Callable[[BamModel], dict[str, Any]]  # a model → summarize()'s {"scores", "bam_avg", ...}
 
 
 @dataclass
@@ -61,26 +51,24 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     examples_per_second: float = 0.0
+    precision: str = "fp32"
 
 
-def _tracker_config(config: TrainConfig) -> dict[str, Any]:
-    flat = {}
-    for key, value in config_to_dict(config).items():
-        flat[key] = value if isinstance(value, int | float | str | bool) else str(value)
-    return flat
+@dataclass
+class StepInfo:
+    """What one optimizer step did, for ``on_step`` observers (benchmarks, progress, tests)."""
 
-
-def longest_input(model: BamModel, tokenizer: Any) -> int | None:
-    """The most tokens the encoder reads: the smaller of its position table and its tokenizer's
-    limit (RoBERTa's 514 positions hold 512 tokens; a tokenizer without one says ~1e30)."""
-    config = model.encoder.config
-    absolute = getattr(config, "position_biased_input", True)  # DeBERTa's relative positions: no table
-    candidates = [
-        getattr(config, "max_position_embeddings", None) if absolute else None,
-        getattr(tokenizer, "model_max_length", None),
-    ]
-    limits = [limit for limit in candidates if isinstance(limit, int) and limit < 1_000_000]
-    return min(limits) if limits else None
+    step: int  # 1-based, after the optimizer step
+    total_steps: int
+    loss: float  # mean over the whole batch (every process's rows)
+    lam: float
+    lr: float
+    rows: int  # rows in the whole batch (every process's)
+    tokens: list[int]  # unpadded lengths of the rows this process trained
+    padded_tokens: int  # rows × padded length this process computed
+    seconds: float  # wall time of the step: forward, backward, optimizer
+    started: float  # time.perf_counter() at the step's start
+    per_task: dict[str, float] = field(default_factory=dict)  # mean loss per task
 
 
 def selection_score(dev: dict) -> float:
@@ -90,11 +78,6 @@ def selection_score(dev: dict) -> float:
     return average if average is not None else sum(dev["scores"].values()) / len(dev["scores"])
 
 
-def _distributed_on_cpu() -> bool:
-    """Several processes and no GPU: accelerate needs ``cpu=True`` to join them with gloo."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-
-
 def train(
     config: TrainConfig,
     output_dir: str | Path,
@@ -102,267 +85,263 @@ def train(
     quiet: bool = False,
     cache_dir: Path | None = None,
     on_start: Callable[[], None] | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
+    evaluator: Evaluator | None = None,
 ) -> TrainResult:
     """Train, evaluate on dev as configured, keep the best model in ``output_dir/model``.
 
     Resumes from ``output_dir/checkpoint`` after a crash or ``kill -9`` (on CPU the results are
-    those of an unbroken run), returns the stored result of a finished run with the same
-    :func:`run_key`, and refuses a folder holding a run of other settings, data or model, or one
-    that another process is training. ``on_start`` runs once the data has been read and the run
-    will train, so that what it prints never precedes a data error or a stored result.
+    those of an unbroken run), returns the stored result of a finished run with the same key
+    (:func:`~bam.train.checkpoint.run_keys`), and refuses a folder holding a run of other
+    settings, data or model, or one that another process is training. ``on_start`` runs once the
+    data has been read and the run will train, so that what it prints never precedes a data
+    error or a stored result. ``evaluator`` replaces the dev evaluation (no dev rows are read).
     """
-    with contextlib.ExitStack() as held:  # the folder's lock, once taken, lasts until the end
-        return _train(config, Path(output_dir), quiet, cache_dir, held, on_start)
-
-
-def _train(
-    config: TrainConfig,
-    output_dir: Path,
-    quiet: bool,
-    cache_dir: Path | None,
-    held: contextlib.ExitStack,
-    on_start: Callable[[], None] | None,
-) -> TrainResult:
-    started = time.perf_counter()
-    tasks = [get_task(name) for name in config.tasks]
-    if not tasks:
-        raise BamError("tasks: at least one task is needed")
-    trained = [task.name for task in tasks]
-    check_named_once("tasks", trained)
-    check_task_keys("teacher_outputs", config.teacher_outputs, trained)
-    check_task_keys("sampling_boost", config.sampling_boost, trained)
-    check_task_spelling("train_cap", config.train_cap)
-    check_task_spelling("both_orders", config.both_orders)
-    rows = [training_rows(task, config) for task in tasks]
-    key = run_key(config, rows)
-    check_output_dir(output_dir, config, key)
-    finished = finished_run(output_dir, key)
+    output_dir = Path(output_dir)
+    rows = read_run(config)
+    check_output_dir(output_dir, config, rows.keys)
+    finished = finished_run(output_dir, rows.keys)
     if finished is not None:
         if not quiet:
             log.info("%s: already trained with these settings and data", output_dir)
-        return TrainResult(
-            output_dir,
-            finished["dev"],
-            finished["history"],
-            finished.get("seconds", 0.0),
-            finished.get("examples_per_second", 0.0),
-        )
+        return _stored_result(output_dir, finished)
     if on_start is not None:
         on_start()
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    torch.manual_seed(config.seed)
-    model, tokenizer = build_model(
-        config.model,
-        tasks,
-        random_init=config.random_init,
-        overrides=config.encoder_overrides,
-        trust_remote_code=config.trust_remote_code,
-        dropout=config.dropout,
-        pooling=config.pooling,
-    )
-    limit = longest_input(model, tokenizer)
-    if limit is not None and config.max_length > limit:
-        raise BamError(f"max_length: {config.max_length} is more than {config.model} reads ({limit} tokens)")
-    if config.dropout_rng == "sfc64":
-        use_cpu_dropout(model)
-    pad = pad_id(tokenizer)
-    data = [
-        load_task_data(task, examples, config, tokenizer, cache_dir)
-        for task, examples in zip(tasks, rows, strict=True)
-    ]
-    eval_splits = load_eval_splits(tasks, config.data_dir, tokenizer, config.max_length, cache_dir)
-    lengths = [d.features.lengths for d in data]
+    with contextlib.ExitStack() as held:  # the folder's lock, once taken, lasts until the end
+        started = time.perf_counter()
+        run = set_up(config, output_dir, rows, held, cache_dir, own_evaluator=evaluator is not None)
+        evaluator = evaluator or _dev_evaluator(run)
+        _train_steps(run, evaluator, on_step, quiet, started)
+        return finish(run, started)
 
-    kwargs = [DistributedDataParallelKwargs(find_unused_parameters=len(tasks) > 1)]
-    log_with = [name for name in config.log_with if name]
-    check_trackers(log_with)  # TensorBoard is an extra: refused now, not silently skipped
-    default_device()  # more processes than GPUs: refused in words before accelerate fails on it
-    try:
-        accelerator = Accelerator(
-            cpu=_distributed_on_cpu(),
-            log_with=log_with or None,
-            project_dir=str(output_dir / "logs"),
-            kwargs_handlers=kwargs,
-        )
-    except ValueError as err:  # e.g. "Unsupported logging capability: tensorbord"
-        if not log_with:
-            raise
-        raise BamError(f"log_with: {str(err).splitlines()[0]}") from None
-    world, rank = accelerator.num_processes, accelerator.process_index
-    if min(config.batch_size, sum(len(x) for x in lengths)) < world:
-        raise BamError(f"batch_size: {config.batch_size} rows cannot be split across {world} processes")
-    per_epoch = steps_per_epoch([len(x) for x in lengths], config.batch_size, min_rows=world)
-    total_steps = max(1, math.ceil(config.epochs * per_epoch))
-    eval_every = config.eval_every or per_epoch
-    optimizer = build_optimizer(model, config.learning_rate, config.weight_decay, config.layerwise_decay)
-    if accelerator.is_main_process:
-        held.enter_context(exclusive_folder(output_dir))  # one writer per run folder
-        tidy_output_dir(output_dir)
-    accelerator.wait_for_everyone()
-    average = weight_average(model, config.ema_decay)
-    progress = load_checkpoint(output_dir / CHECKPOINT_DIR, model, optimizer, key, average)
-    progress = progress or {
-        "step": 0,
-        "best": None,
-        "history": [],
-        "examples": 0,
-        "seconds": 0.0,
-        "loss_sum": 0.0,
-        "loss_steps": 0,
-    }
-    earlier_seconds = progress.get("elapsed", 0.0)  # wall time of the attempts this run resumes
-    scheduler = build_scheduler(optimizer, total_steps, config.warmup_fraction)
-    with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended here
-        warnings.simplefilter("ignore", UserWarning)
-        for _ in range(progress["step"]):
-            scheduler.step()  # replay the schedule up to the resumed step
-    model, optimizer = accelerator.prepare(model, optimizer)
-    if average is not None:
-        average.to(accelerator.device)
-    if log_with:
-        accelerator.init_trackers("bam", config=_tracker_config(config))
-    if accelerator.is_main_process:
-        atomic_write_json(output_dir / CONFIG_FILE, config_to_dict(config))
 
-    boosts = [config.sampling_boost.get(d.task.name, 1.0) for d in data]
-    shares = task_shares(
-        {d.task.name: len(d.features) for d in data}, config.sampling_alpha, config.sampling_boost
-    )
-    model.train()
+def _train_steps(
+    run: Run, evaluator: Evaluator, on_step: Callable[[StepInfo], None] | None, quiet: bool, started: float
+) -> None:
+    """Every step from the resumed one to the last, with evaluations and checkpoints between."""
+    config, progress = run.config, run.progress
     bar = progress_bar(
-        total=total_steps,
+        total=run.total_steps,
         initial=progress["step"],
-        disable=quiet or not accelerator.is_main_process,
+        disable=quiet or not run.accelerator.is_main_process,
         desc="train " + ",".join(config.tasks),
         unit="step",
         dynamic_ncols=True,
     )
-    plan, plan_epoch = [], -1
+    run.model.train()
+    plans: dict[int, list[PlannedBatch]] = {}
     tick = time.perf_counter()
-    for step in range(progress["step"], total_steps):
-        epoch, index = divmod(step, per_epoch)
-        if epoch != plan_epoch:
-            plan, plan_epoch = (
-                epoch_plan(
-                    lengths,
-                    config.batch_size,
-                    config.sampling_alpha,
-                    config.seed,
-                    epoch,
-                    boosts=boosts,
-                    min_rows=world,
-                ),
-                epoch,
-            )
-        batch = plan[index]
+    for step in range(progress["step"], run.total_steps):
+        epoch, index = divmod(step, run.per_epoch)
+        if epoch not in plans:  # an epoch's batches are a pure function of (seed, epoch)
+            plans = {epoch: _epoch_batches(run, epoch)}
         lam = lambda_at(
-            config.lambda_schedule, step, total_steps, config.lambda_constant, config.lambda_horizon
+            config.lambda_schedule, step, run.total_steps, config.lambda_constant, config.lambda_horizon
         )
-        mine = slice(rank, None, world)
-        loss_sum, per_task = batch_loss(
-            model, data, batch.task_ids[mine], batch.rows[mine], lam, config, pad, accelerator.device
-        )
-        # DDP averages gradients over processes, so scale to the mean over the whole batch.
-        accelerator.backward(loss_sum * world / len(batch.rows))
-        accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-        lr = optimizer.param_groups[-1]["lr"]
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if average is not None:
-            average.update_parameters(accelerator.unwrap_model(model))
-        step_loss = accelerator.reduce(loss_sum.detach(), reduction="sum").item() / len(batch.rows)
-        if not math.isfinite(step_loss):  # every later step and score would be noise, reported as done
-            raise BamError(
-                f"step {step + 1}: the training loss is {step_loss} (training diverged; "
-                f"try a lower learning_rate than {config.learning_rate:g})"
-            )
-        progress["examples"] += len(batch.rows)
-        progress["loss_sum"] += step_loss
-        progress["loss_steps"] += 1
-        metrics = {"loss": step_loss, "lambda": lam, "lr": lr}
-        metrics.update({f"loss/{name}": s / n for name, (s, n) in per_task.items()})
-        if log_with:
-            accelerator.log(metrics, step=step + 1)
-        bar.set_postfix(loss=f"{step_loss:.4f}", lam=f"{lam:.2f}")
-        bar.update(1)
+        info = take_step(run, plans[epoch][index], step, lam)
+        _record_step(run, info, bar)
+        if on_step is not None:
+            on_step(info)
         done = step + 1
-        if done % eval_every == 0 or done == total_steps:
+        if done % run.eval_every == 0 or done == run.total_steps:
             progress["seconds"] += time.perf_counter() - tick
-            kept = cast(BamModel, accelerator.unwrap_model(model) if average is None else average.module)
-            summary = summarize(evaluate(kept, eval_splits, pad, config.eval_batch_size), tasks)
+            evaluate_and_keep(run, evaluator, done, bar, quiet)
             tick = time.perf_counter()
-            train_loss = progress["loss_sum"] / max(progress["loss_steps"], 1)
-            progress["loss_sum"], progress["loss_steps"] = 0.0, 0
-            entry = {"step": done, "epoch": done / per_epoch, "train_loss": train_loss, **summary}
-            progress["history"].append(entry)
-            if log_with:
-                accelerator.log(
-                    {f"dev/{k}": v for k, v in summary["scores"].items()}
-                    | ({} if summary["bam_avg"] is None else {"dev/bam_avg": summary["bam_avg"]}),
-                    step=done,
-                )
-            if not quiet and accelerator.is_main_process:
-                scores = " ".join(f"{k}={v:.2f}" for k, v in summary["scores"].items())
-                shown = "none" if summary["bam_avg"] is None else f"{summary['bam_avg']:.2f}"
-                bar.write(f"step {done}/{total_steps} dev {scores} avg={shown}")
-            better = progress["best"] is None or selection_score(entry) > selection_score(progress["best"])
-            if (better or not config.keep_best) and accelerator.is_main_process:
-                save_bam_model(
-                    kept,
-                    tokenizer,
-                    output_dir / MODEL_DIR,
-                    {"train_config": config_to_dict(config), "dev": entry},
-                )
-            if better or not config.keep_best:
-                progress["best"] = entry
         checkpoint_due = config.checkpoint_every and done % config.checkpoint_every == 0
-        if (checkpoint_due or done % per_epoch == 0) and done < total_steps and accelerator.is_main_process:
+        if (checkpoint_due or done % run.per_epoch == 0) and done < run.total_steps:
             progress["seconds"] += time.perf_counter() - tick
+            save_checkpoint(run, done, started)
             tick = time.perf_counter()
-            save_checkpoint(
-                output_dir / CHECKPOINT_DIR,
-                accelerator.unwrap_model(model),
-                optimizer,
-                {
-                    **progress,
-                    "step": done,
-                    "total_steps": total_steps,
-                    "run_key": key,
-                    "elapsed": earlier_seconds + time.perf_counter() - started,
-                },
-                average,
-            )
-        accelerator.wait_for_everyone()
+        run.accelerator.wait_for_everyone()
     bar.close()
     progress["seconds"] += time.perf_counter() - tick
-    if log_with:
+
+
+def _epoch_batches(run: Run, epoch: int) -> list[PlannedBatch]:
+    config = run.config
+    boosts = [config.sampling_boost.get(d.task.name, 1.0) for d in run.data]
+    return epoch_plan(
+        run.lengths,
+        config.batch_size,
+        config.sampling_alpha,
+        config.seed,
+        epoch,
+        boosts=boosts,
+        min_rows=run.accelerator.num_processes,
+    )
+
+
+def take_step(run: Run, batch: PlannedBatch, step: int, lam: float) -> StepInfo:
+    """One optimizer step on ``batch``: this process's share of its rows, in
+    ``gradient_accumulation_steps`` slices whose gradients add up to the whole batch's."""
+    accelerator, model, optimizer = run.accelerator, run.model, run.optimizer
+    world, rank = accelerator.num_processes, accelerator.process_index
+    began = time.perf_counter()
+    mine = np.arange(rank, len(batch.rows), world)
+    slices = [s for s in np.array_split(mine, run.config.gradient_accumulation_steps) if len(s)]
+    loss_sum = torch.zeros((), device=accelerator.device)
+    per_task: dict[str, tuple[float, int]] = {}
+    padded = 0
+    for number, part in enumerate(slices):
+        task_ids, rows = batch.task_ids[part], batch.rows[part]
+        last = number == len(slices) - 1
+        with contextlib.nullcontext() if last else accelerator.no_sync(model):
+            with autocast(run.precision, accelerator.device):
+                loss, task_losses = batch_loss(
+                    model, run.data, task_ids, rows, lam, run.config, run.pad, accelerator.device
+                )
+            # DDP averages gradients over processes, so scale to the mean over the whole batch.
+            mean = loss * world / len(batch.rows)
+            accelerator.backward(mean if run.scaler is None else run.scaler.scale(mean))
+        loss_sum += loss.detach()
+        for name, (total, count) in task_losses.items():
+            seen = per_task.get(name, (0.0, 0))
+            per_task[name] = (seen[0] + total, seen[1] + count)
+        padded += len(rows) * max(run.lengths[t][r] for t, r in zip(task_ids, rows, strict=True))
+    if run.scaler is not None:
+        run.scaler.unscale_(optimizer)  # clip the true gradients
+    accelerator.clip_grad_norm_(model.parameters(), run.config.max_grad_norm)
+    lr = optimizer.param_groups[-1]["lr"]
+    if run.scaler is None:
+        optimizer.step()
+    else:  # skips the step when fp16 gradients overflowed, and adapts the scale
+        run.scaler.step(optimizer)
+        run.scaler.update()
+    run.scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    if run.average is not None:
+        run.average.update_parameters(accelerator.unwrap_model(model))
+    step_loss = accelerator.reduce(loss_sum, reduction="sum").item() / len(batch.rows)
+    if not math.isfinite(step_loss):  # every later step and score would be noise, reported as done
+        raise BamError(
+            f"step {step + 1}: the training loss is {step_loss} (training diverged; "
+            f"try a lower learning_rate than {run.config.learning_rate:g})"
+        )
+    tokens = [int(run.lengths[t][r]) for t, r in zip(batch.task_ids[mine], batch.rows[mine], strict=True)]
+    return StepInfo(
+        step=step + 1,
+        total_steps=run.total_steps,
+        loss=step_loss,
+        lam=lam,
+        lr=lr,
+        rows=len(batch.rows),
+        tokens=tokens,
+        padded_tokens=padded,
+        seconds=time.perf_counter() - began,
+        started=began,
+        per_task={name: total / count for name, (total, count) in per_task.items()},
+    )
+
+
+def _record_step(run: Run, info: StepInfo, bar: Any) -> None:
+    progress = run.progress
+    progress["examples"] += info.rows
+    progress["loss_sum"] += info.loss
+    progress["loss_steps"] += 1
+    if run.log_with:
+        metrics = {"loss": info.loss, "lambda": info.lam, "lr": info.lr}
+        metrics.update({f"loss/{name}": value for name, value in info.per_task.items()})
+        run.accelerator.log(metrics, step=info.step)
+    bar.set_postfix(loss=f"{info.loss:.4f}", lam=f"{info.lam:.2f}")
+    bar.update(1)
+
+
+def _dev_evaluator(run: Run) -> Evaluator:
+    """Dev scores of a model, in the stage's precision: the default evaluator."""
+    assert run.eval_splits is not None
+    splits, tasks = run.eval_splits, run.tasks
+
+    def on_dev(model: BamModel) -> dict[str, Any]:
+        outputs = evaluate(model, splits, run.pad, run.config.eval_batch_size, run.precision)
+        return summarize(outputs, tasks)
+
+    return on_dev
+
+
+def evaluate_and_keep(run: Run, evaluator: Evaluator, done: int, bar: Any, quiet: bool) -> None:
+    """Score the kept model (the weight average, if any) and save it when it is the best so far
+    (or always, with ``keep_best: false``)."""
+    progress, accelerator = run.progress, run.accelerator
+    summary = evaluator(run.kept_model)
+    train_loss = progress["loss_sum"] / max(progress["loss_steps"], 1)
+    progress["loss_sum"], progress["loss_steps"] = 0.0, 0
+    entry = {"step": done, "epoch": done / run.per_epoch, "train_loss": train_loss, **summary}
+    progress["history"].append(entry)
+    if run.log_with:
+        average = {} if summary["bam_avg"] is None else {"dev/bam_avg": summary["bam_avg"]}
+        accelerator.log({f"dev/{k}": v for k, v in summary["scores"].items()} | average, step=done)
+    if not quiet and accelerator.is_main_process:
+        scores = " ".join(f"{k}={v:.2f}" for k, v in summary["scores"].items())
+        shown = "none" if summary["bam_avg"] is None else f"{summary['bam_avg']:.2f}"
+        bar.write(f"step {done}/{run.total_steps} dev {scores} avg={shown}")
+    best = progress["best"]
+    if best is None or selection_score(entry) > selection_score(best) or not run.config.keep_best:
+        progress["best"] = entry
+        if accelerator.is_main_process:
+            record = {"train_config": config_to_dict(run.config), "dev": entry, **run.precision.record()}
+            save_bam_model(run.kept_model, run.tokenizer, run.output_dir / MODEL_DIR, record)
+
+
+def save_checkpoint(run: Run, done: int, started: float) -> None:
+    """A resumable checkpoint after step ``done`` (main process only)."""
+    if not run.accelerator.is_main_process:
+        return
+    state = {
+        **run.progress,
+        "step": done,
+        "total_steps": run.total_steps,
+        "run_key": run.key,
+        "elapsed": run.earlier_seconds + time.perf_counter() - started,
+    }
+    write_checkpoint(
+        run.output_dir / CHECKPOINT_DIR,
+        run.accelerator.unwrap_model(run.model),
+        run.optimizer,
+        state,
+        run.average,
+    )
+
+
+def finish(run: Run, started: float) -> TrainResult:
+    """The stage record (``train_done.json``), then the checkpoint is removed: a finished stage
+    holds its model, metrics and record only."""
+    progress, accelerator = run.progress, run.accelerator
+    if run.log_with:
         accelerator.end_training()
     result = TrainResult(
-        output_dir=output_dir,
+        output_dir=run.output_dir,
         dev=progress["best"],
         history=progress["history"],
-        seconds=earlier_seconds + time.perf_counter() - started,
+        seconds=run.earlier_seconds + time.perf_counter() - started,
         examples_per_second=progress["examples"] / max(progress["seconds"], 1e-9),
+        precision=run.precision.name,
     )
     if accelerator.is_main_process:
         atomic_write_json(
-            output_dir / DONE_FILE,
+            run.output_dir / DONE_FILE,
             {
-                "run_key": key,
+                "run_key": run.key,
                 "dev": result.dev,
                 "history": result.history,
-                "shares": shares,
-                "total_steps": total_steps,
+                "shares": run.shares,
+                "total_steps": run.total_steps,
                 "seconds": result.seconds,
                 "examples_per_second": result.examples_per_second,
-                "model_sha256": sha256_file(output_dir / MODEL_DIR / MODEL_FILE),
+                "model_sha256": sha256_file(run.output_dir / MODEL_DIR / MODEL_FILE),
                 "hardware": hardware(accelerator.device, accelerator.num_processes),
+                **run.precision.record(),
             },
         )
-        remove_checkpoint(output_dir / CHECKPOINT_DIR)
+        remove_checkpoint(run.output_dir / CHECKPOINT_DIR)
     return result
 
 
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+def _stored_result(output_dir: Path, finished: dict[str, Any]) -> TrainResult:
+    return TrainResult(
+        output_dir,
+        finished["dev"],
+        finished["history"],
+        finished.get("seconds", 0.0),
+        finished.get("examples_per_second", 0.0),
+        finished.get("precision", "fp32"),
+    )
