@@ -41,7 +41,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from bam.config.train import load_train_config
     from bam.cpu.machine import warn_if_cpus_busy
     from bam.fileio import claim_folder
-    from bam.tasks import check_task_keys, get_task
+    from bam.tasks import check_per_task_keys, get_task
     from bam.train.checkpoint import CONFIG_FILE
     from bam.train.loop import train
 
@@ -55,9 +55,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.trust_remote_code:
         base["trust_remote_code"] = True
     config = load_train_config(args.config, args.overrides, base)
-    trained = [get_task(name).name for name in config.tasks]
-    check_task_keys("train_cap", config.train_cap, trained)
-    check_task_keys("both_orders", config.both_orders, trained)
+    # One model, its own tasks: a cap or pair order may only name one of them (unlike a stage of
+    # bam run, which gets the whole run's), and is refused before the output folder is touched.
+    check_per_task_keys(config, shared=[get_task(name).name for name in config.tasks])
     output = Path(args.output)
     claim_folder(
         output, args.overwrite, ours=(output / CONFIG_FILE).is_file(), what="bam output", replace_ours=True

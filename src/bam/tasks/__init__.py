@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bam.errors import BamError
 from bam.tasks.glue import GLUE_TASKS
 from bam.tasks.spec import HubSource, SplitFile, TaskSpec
+
+if TYPE_CHECKING:
+    from bam.config.train import TrainConfig
 
 __all__ = [
     "GLUE_TASKS",
     "HubSource",
     "SplitFile",
     "TaskSpec",
+    "check_per_task_keys",
     "check_task_keys",
     "check_task_spelling",
     "get_task",
@@ -61,3 +66,30 @@ def check_task_spelling(setting: str, keys: Iterable[str]) -> None:
         canonical = _ALIASES.get(str(key).lower())
         if canonical is not None and canonical != key:
             raise BamError(f"{setting}.{key}: settings name a task by its own name (write {canonical})")
+
+
+def check_per_task_keys(
+    config: TrainConfig,
+    trained: Collection[str] | None = None,
+    *,
+    shared: Collection[str] | None = None,
+    where: Callable[[str, str], str] | None = None,
+) -> None:
+    """The one check of a stage's per-task settings (``bam train``, ``bam run``, ``train()``): a
+    key that is not a task's own name would be silently ignored, as settings are looked up by it.
+
+    Boosts and teacher outputs must name a task ``trained`` (default: the config's own tasks).
+    Caps and pair orders may name any of ``shared`` (``bam run``: a preset's caps outlive
+    ``tasks=[rte]``); with ``shared`` None, any key spelled as its task's own name (a stage of
+    ``bam run`` gets the whole run's caps, other stages' custom tasks included). ``where(setting,
+    key)`` names the setting in a message (``bam run``: the section that holds the key)."""
+    if trained is None:
+        trained = [get_task(name).name for name in config.tasks]
+    for setting in ("train_cap", "both_orders", "sampling_boost", "teacher_outputs"):
+        allowed = trained if setting in ("sampling_boost", "teacher_outputs") else shared
+        for key in getattr(config, setting):
+            named = where(setting, key) if where is not None else setting
+            if allowed is None:
+                check_task_spelling(named, [key])
+            else:
+                check_task_keys(named, [key], allowed)
