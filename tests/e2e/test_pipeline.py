@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bam.experiment import run as pipeline
 from bam.cli.app import _setup_logging, main
+from bam.experiment import run as pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -208,8 +208,8 @@ def test_overrides_may_sit_on_both_sides_of_an_option(capsys) -> None:
 
 
 def test_a_lone_stage_of_a_jobs_phase_gets_the_idle_cores(monkeypatch, capsys) -> None:
-    monkeypatch.setattr("bam.experiment.run.os.cpu_count", lambda: 4)
-    monkeypatch.setattr("bam.experiment.run.torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr("bam.experiment.jobs.os.cpu_count", lambda: 4)
+    monkeypatch.setattr("bam.experiment.jobs.torch.cuda.is_available", lambda: False)
     argv = ["run", "--preset", "glue5-cpu", "--dry-run", "--jobs", "2", "seeds=[1]"]
     assert main([*argv, "methods.multi=null", "methods.bam_t2=null"]) == 0
     assert (

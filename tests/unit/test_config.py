@@ -8,6 +8,7 @@ import yaml
 from bam.config.run import load_run_config, preset_path
 from bam.config.train import TrainConfig, load_train_config, parse_overrides
 from bam.errors import BamError
+from bam.experiment.graph import build_graph
 
 
 def test_overrides_parse_yaml_values_and_nested_keys() -> None:
@@ -98,7 +99,8 @@ def test_run_config_names_the_section_that_holds_a_bad_key(overrides: list[str],
 
 def test_run_config_counts_teachers_per_method() -> None:
     config = load_run_config("smoke", None, ["methods.ens={lambda_schedule: linear, teachers: 3}"])
-    assert (config.teacher_count("bam"), config.teacher_count("ens"), config.teachers_needed()) == (1, 3, 3)
+    teachers = (config.method("bam").teachers, config.method("ens").teachers)
+    assert (*teachers, build_graph(config).teachers_per_task) == (1, 3, 3)
     assert config.student_config("ens", config.tasks, 1).lambda_schedule == "linear"
     for bad in ("0", "1.5", "true"):
         with pytest.raises(BamError, match=r"methods\.ens\.teachers must be a whole number"):
@@ -107,7 +109,7 @@ def test_run_config_counts_teachers_per_method() -> None:
 
 def test_run_config_methods_null_means_teachers_only_reported_as_single() -> None:
     config = load_run_config("smoke", None, ["methods=null", "train.dropout_rng=torch"])
-    assert config.methods == {"single": {}} and config.teachers_needed() == 1
+    assert config.methods == {"single": {}} and build_graph(config).teachers_per_task == 1
     assert config.teacher_config("rte", 1).dropout_rng == "torch"
 
 
@@ -126,5 +128,5 @@ def test_every_commented_ablation_of_the_glue5_preset_is_one_valid_line() -> Non
     for name, settings in lines:
         config = load_run_config("glue5-cpu", None, [f"methods.{name}={settings}"])
         assert config.methods[name] == yaml.safe_load(settings)
-        if not config.per_task(name):
+        if not config.method(name).per_task:
             config.student_config(name, config.tasks, config.seeds[0])  # a strict TrainConfig

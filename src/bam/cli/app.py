@@ -107,8 +107,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from bam.config.run import load_run_config
     from bam.cpu.machine import warn_if_cpus_busy
     from bam.experiment.results import claim_run_folder
-    from bam.experiment.run import check_stage_name, run
-    from bam.report.tables import format_table, write_report
+    from bam.experiment.stages import check_stage_name
 
     config = load_run_config(args.preset, args.config, args.overrides)
     at_least_one("--jobs", args.jobs)
@@ -128,6 +127,9 @@ def cmd_run(args: argparse.Namespace) -> None:
         if (output / "stages").is_dir():  # a run begun: what it holds already
             print(f"\n{describe_progress(config, output)}")
         return
+    from bam.experiment.run import run
+    from bam.report.tables import format_table, write_report
+
     results = run(
         config, output, quiet=args.quiet, overwrite=args.overwrite, jobs=args.jobs, on_start=warn_if_cpus_busy
     )

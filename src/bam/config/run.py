@@ -2,13 +2,15 @@
 
 Every stage is a :class:`~bam.config.TrainConfig` built from layers: the defaults, then ``train``
 (shared by all stages), then ``teacher`` or ``student``, then a method's own overrides. Methods
-are data: ``single`` is the teachers themselves; any other entry is a student configuration, so
-an ablation is one line (``methods.bam_const: {lambda_schedule: constant}``). Three method keys
-are not training settings: ``per_task`` (one student per task: Single→Single born-again),
-``teachers`` (how many teachers per task, of seeds seed, seed+1000, ..., the student distils from
-the average of; ``teachers_per_task`` otherwise) and ``teacher_folds`` (k: cross-fitted teacher
-outputs; k extra teachers per task, teacher i trained without fold i of the training rows, and
-the student reads, for each row, the outputs of the teacher that held it out).
+are data, read into :class:`Method` objects: ``single`` is the teachers themselves; any other
+entry is a student configuration, so an ablation is one line (``methods.bam_const:
+{lambda_schedule: constant}``). Three method keys are not training settings: ``per_task`` (one
+student per task: Single→Single born-again), ``teachers`` (how many teachers per task, of seeds
+seed, seed+1000, ..., the student distils from the average of; ``teachers_per_task`` otherwise)
+and ``teacher_folds`` (k: cross-fitted teacher outputs; k extra teachers per task, teacher i
+trained without fold i of the training rows, and the student reads, for each row, the outputs of
+the teacher that held it out). Which stages a run trains is for :mod:`bam.experiment.graph` to
+say, built once from this configuration.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from bam.config.train import (
     read_yaml,
 )
 from bam.errors import BamError
-from bam.tasks import GLUE_TASKS, check_task_keys, get_task
+from bam.tasks import GLUE_TASKS, check_per_task_keys, get_task
 
 TEACHER_DEFAULTS: dict[str, Any] = {"learning_rate": 5e-5, "batch_size": 32, "epochs": 3.0}
 STUDENT_DEFAULTS: dict[str, Any] = {"learning_rate": 1e-4, "batch_size": 128, "epochs": 6.0}
@@ -48,6 +50,48 @@ STAGE_FIELDS = {
     "cv_folds": FOLDS_KEY,
     "cv_holdout": FOLDS_KEY,
 }
+SINGLE = "single"  # the method that is the teachers themselves
+
+
+@dataclass(frozen=True)
+class Method:
+    """One method of the comparison, as its ``methods`` entry reads: the training settings its
+    student takes over ``student``, and the three keys that shape its stages instead."""
+
+    name: str
+    overrides: dict[str, Any] = field(default_factory=dict, hash=False)  # TrainConfig keys
+    per_task: bool = False  # one student per task (Single→Single born-again)
+    teachers: int = 1  # teachers per task whose outputs it averages (seeds seed, seed+1000, ...)
+    teacher_folds: int = 0  # k: reads cross-fitted outputs of k fold teachers per task; 0: not
+
+    @property
+    def is_single(self) -> bool:
+        return self.name == SINGLE
+
+    def student_groups(self, tasks: list[str]) -> list[list[str]]:
+        """The task lists it trains a student on each: all tasks together, or each alone."""
+        return [[task] for task in tasks] if self.per_task else [list(tasks)]
+
+
+def parse_method(name: str, settings: Any, teachers_per_task: int = 1) -> Method:
+    """A ``methods`` entry as a :class:`Method`; a key of the wrong kind is named."""
+    if name == SINGLE:
+        if settings:
+            raise BamError("methods.single takes no settings (it is the teachers; use `teacher`)")
+        return Method(name)
+    if not isinstance(settings, dict):
+        raise BamError(f"methods.{name} must be a mapping of settings")
+    per_task = settings.get(PER_TASK_KEY, False)
+    if not isinstance(per_task, bool):
+        raise BamError(f"methods.{name}.{PER_TASK_KEY} must be true or false")
+    count = settings.get(TEACHERS_KEY, teachers_per_task)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise BamError(f"methods.{name}.{TEACHERS_KEY} must be a whole number, at least 1")
+    folds = settings.get(FOLDS_KEY, 0)
+    if FOLDS_KEY in settings and (isinstance(folds, bool) or not isinstance(folds, int) or folds < 2):
+        raise BamError(f"methods.{name}.{FOLDS_KEY} must be a whole number, at least 2, got {folds!r}")
+    overrides = {key: value for key, value in settings.items() if key not in METHOD_KEYS}
+    return Method(name, overrides, per_task, count, folds)
 
 
 @dataclass
@@ -71,43 +115,21 @@ class RunConfig:
         """The teacher of ``task`` trained without fold ``holdout`` of ``folds`` of its rows."""
         return replace(self.teacher_config(task, seed), cv_folds=folds, cv_holdout=holdout)
 
-    def student_config(self, method: str, tasks: list[str], seed: int) -> TrainConfig:
-        overrides = {k: v for k, v in self.methods[method].items() if k not in METHOD_KEYS}
-        values = deep_merge(deep_merge(deep_merge(STUDENT_DEFAULTS, self.train), self.student), overrides)
-        stage = {**values, "tasks": tasks, "seed": seed}
-        return build_dataclass(TrainConfig, stage, f"methods.{method}", place=METHOD)
+    def student_config(self, method: str | Method, tasks: list[str], seed: int) -> TrainConfig:
+        """The student of ``method`` (a :class:`Method` or its name) on ``tasks`` with ``seed``,
+        before the teacher outputs it reads are recorded."""
+        if isinstance(method, str):
+            method = self.method(method)
+        values = deep_merge(deep_merge(STUDENT_DEFAULTS, self.train), self.student)
+        stage = {**deep_merge(values, method.overrides), "tasks": tasks, "seed": seed}
+        return build_dataclass(TrainConfig, stage, f"methods.{method.name}", place=METHOD)
 
-    def per_task(self, method: str) -> bool:
-        return bool(self.methods[method].get(PER_TASK_KEY, False))
+    def method(self, name: str) -> Method:
+        return parse_method(name, self.methods[name], self.teachers_per_task)
 
-    def student_groups(self, method: str) -> list[list[str]]:
-        """The task lists ``method`` trains a student on each: all tasks together, or each alone."""
-        return [[t] for t in self.tasks] if self.per_task(method) else [list(self.tasks)]
-
-    def teacher_count(self, method: str) -> int:
-        """Teachers per task that ``method`` distils from (their outputs averaged)."""
-        return int(self.methods[method].get(TEACHERS_KEY, self.teachers_per_task))
-
-    def distils_own_teachers(self, method: str) -> bool:
-        """Whether ``method``'s student reads its teachers' own outputs (not gold, not cross-fitted)."""
-        if method == "single" or self.teacher_folds(method):
-            return False
-        return self.student_config(method, self.tasks, self.seeds[0]).lambda_schedule != "gold"
-
-    def teachers_needed(self) -> int:
-        """Teachers to train per task and seed: member 0 is Single; the rest serve ensembles. None
-        when no method reads them (gold or cross-fitted students only, Single dropped)."""
-        counts = [1] if "single" in self.methods else []
-        counts += [self.teacher_count(m) for m in self.methods if self.distils_own_teachers(m)]
-        return max(counts, default=0)
-
-    def teacher_folds(self, method: str) -> int:
-        """Folds of ``method``'s cross-fitted teacher outputs; 0: its teachers' own outputs."""
-        return int(self.methods[method].get(FOLDS_KEY, 0))
-
-    def fold_counts(self) -> list[int]:
-        """Every fold count some method uses: each needs its own k fold teachers per task and seed."""
-        return sorted({self.teacher_folds(m) for m in self.methods if m != "single"} - {0})
+    def method_specs(self) -> list[Method]:
+        """Every method, in the order of ``methods`` (the comparison's columns)."""
+        return [self.method(name) for name in self.methods]
 
     def validate(self) -> None:
         """Build every stage's config once, so a typo fails before hours of training."""
@@ -127,47 +149,32 @@ class RunConfig:
             if not 0 <= seed < 2**32:
                 raise BamError(f"seeds: {seed} is not a whole number from 0 to 2**32 - 1")
         self._check_sections()
-        for method, overrides in self.methods.items():
-            if method == "single":
-                if overrides:
-                    raise BamError("methods.single takes no settings (it is the teachers; use `teacher`)")
+        for name in self.methods:  # each method's errors before the next method's
+            method = self.method(name)
+            if method.is_single:
                 continue
-            if not isinstance(overrides, dict):
-                raise BamError(f"methods.{method} must be a mapping of settings")
-            if PER_TASK_KEY in overrides and not isinstance(overrides[PER_TASK_KEY], bool):
-                raise BamError(f"methods.{method}.{PER_TASK_KEY} must be true or false")
-            count = overrides.get(TEACHERS_KEY, 1)
-            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-                raise BamError(f"methods.{method}.{TEACHERS_KEY} must be a whole number, at least 1")
             student = self.student_config(method, self.tasks, self.seeds[0])
-            sections = [f"methods.{method}", "student", "train"]
-            self._check_task_keys(student, names, self.per_task(method), sections)
-            if FOLDS_KEY in overrides:
-                self._check_folds(method, overrides[FOLDS_KEY], student)
+            sections = [f"methods.{method.name}", "student", "train"]
+            self._check_task_keys(student, method.student_groups(names), sections)
+            if method.teacher_folds:
+                self._check_folds(method, student)
         teacher = self.teacher_config(self.tasks[0], self.seeds[0])
-        self._check_task_keys(teacher, names, True, ["teacher", "train"])
+        self._check_task_keys(teacher, [[name] for name in names], ["teacher", "train"])
 
-    def _check_task_keys(
-        self, config: TrainConfig, names: list[str], per_task: bool, sections: list[str]
-    ) -> None:
-        """Per-task settings must name a task by its own name, so none is silently ignored.
-        Caps and pair orders may name any GLUE task (a preset's caps outlive ``tasks=[rte]``);
-        a student's boosts and teacher outputs must name a task it trains. An error names the
-        first of ``sections`` (most specific first) that holds the key."""
-        shared = [[*names, *(t for t in GLUE_TASKS if t not in names)]]
-        trained = [[n] for n in names] if per_task else [names]
-        by_setting = {
-            "train_cap": shared,
-            "both_orders": shared,
-            "sampling_boost": trained,
-            "teacher_outputs": trained,
-        }
-        for setting, groups in by_setting.items():
-            for key in getattr(config, setting):
-                held = (f"{s}.{setting}" for s in sections if key in self._section(s).get(setting, ()))
-                where = next(held, setting)
-                for group in groups:
-                    check_task_keys(where, [key], group)
+    def _check_task_keys(self, config: TrainConfig, groups: list[list[str]], sections: list[str]) -> None:
+        """Per-task settings (:func:`bam.tasks.check_per_task_keys`) of a stage config trained on
+        each of ``groups``: caps and pair orders may name any task of the run or of GLUE (a
+        preset's caps outlive ``tasks=[rte]``). An error names the first of ``sections`` (most
+        specific first) that holds the key."""
+        names = [name for group in groups for name in group]
+        shared = [*names, *(t for t in GLUE_TASKS if t not in names)]
+
+        def where(setting: str, key: str) -> str:
+            held = (f"{s}.{setting}" for s in sections if key in self._section(s).get(setting, ()))
+            return next(held, setting)
+
+        for group in groups:
+            check_per_task_keys(config, group, shared=shared, where=where)
 
     def _section(self, name: str) -> dict[str, Any]:
         """The settings a run's section holds: ``train``, ``teacher``, ``student`` or ``methods.<m>``."""
@@ -192,13 +199,11 @@ class RunConfig:
                 TrainConfig, {**deep_merge(defaults, values), **first_stage}, section, place=SECTION
             )
 
-    def _check_folds(self, method: str, folds: Any, student: TrainConfig) -> None:
+    def _check_folds(self, method: Method, student: TrainConfig) -> None:
         """Cross-fitting needs one teacher per task, a student that reads it, and the same rows."""
-        where = f"methods.{method}.{FOLDS_KEY}"
-        if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-            raise BamError(f"{where} must be a whole number, at least 2, got {folds!r}")
-        if self.teacher_count(method) > 1:
-            raise BamError(f"{where}: not with an ensemble of {self.teacher_count(method)} teachers per task")
+        where = f"methods.{method.name}.{FOLDS_KEY}"
+        if method.teachers > 1:
+            raise BamError(f"{where}: not with an ensemble of {method.teachers} teachers per task")
         if student.lambda_schedule == "gold":
             raise BamError(f"{where}: a lambda_schedule: gold student reads no teacher outputs")
         teacher = self.teacher_config(self.tasks[0], self.seeds[0])

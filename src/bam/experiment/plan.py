@@ -2,9 +2,11 @@
 
 Works offline: rows come from the data files when they are here, else from the GLUE table's
 official counts; the model's size comes from its config when it can be read, else from a small
-table of published encoder sizes. FLOPs are an estimate (6 × non-embedding parameters × tokens).
-For a run folder that already exists it also says which stages are trained, which will resume
-from a checkpoint, and which are still to train (a run spread over days, or one still going).
+table of published encoder sizes. FLOPs are an estimate (6 × non-embedding parameters × tokens:
+:meth:`bam.flops.FlopModel.estimate`). For a run folder that already exists it also says which
+stages are trained, which will resume from a checkpoint, and which are still to train (a run
+spread over days, or one still going). The stages are the run's own graph
+(:func:`bam.experiment.graph.build_graph`), placed in their folders as ``bam run`` places them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from transformers import AutoConfig
 
 from bam.config.run import RunConfig
 from bam.config.train import TrainConfig
@@ -22,25 +23,14 @@ from bam.data.batching import steps_per_epoch, task_shares
 from bam.data.load import is_hub
 from bam.data.prepare import fold_assignment, training_rows
 from bam.errors import BamError
+from bam.experiment.graph import Role, SeedGraph, build_graph
+from bam.experiment.jobs import phase_threads
 from bam.experiment.record import NotRecorded
-from bam.experiment.run import phase_threads, stage_folders, student_stage, teacher_stages
-from bam.model import resolve_encoder_path
+from bam.experiment.stages import place
+from bam.flops import FlopModel, encoder_flop_model
 from bam.tasks import get_task
 from bam.train.checkpoint import checkpoint_progress, finished_run
 
-# (layers, hidden, intermediate) of common encoders, for planning without network access.
-PUBLISHED_SIZES = {
-    "bert-large-uncased": (24, 1024, 4096),
-    "bert-large-cased": (24, 1024, 4096),
-    "bert-base-uncased": (12, 768, 3072),
-    "bert-base-cased": (12, 768, 3072),
-    "roberta-large": (24, 1024, 4096),
-    "roberta-base": (12, 768, 3072),
-    "google/electra-large-discriminator": (24, 1024, 4096),
-    "google/electra-base-discriminator": (12, 768, 3072),
-    "microsoft/deberta-v3-large": (24, 1024, 4096),
-    "microsoft/deberta-v3-base": (12, 768, 3072),
-}
 FALLBACK_TOKENS = 48  # mean tokens per row assumed for data that is not here
 
 
@@ -75,31 +65,13 @@ def _task_plan(task_name: str, config: TrainConfig) -> TaskPlan:
     return TaskPlan(task.name, len(examples), tokens, "files")
 
 
-def non_embedding_parameters(config: TrainConfig) -> tuple[int, str]:
-    """Parameters that cost FLOPs per token (embeddings are lookups), and where the size came from."""
-    try:  # local folders and the hub cache only: a dry run never waits on the network
-        encoder = AutoConfig.from_pretrained(
-            resolve_encoder_path(config.model), local_files_only=True, **config.encoder_overrides
-        )
-        layers, hidden, inter = encoder.num_hidden_layers, encoder.hidden_size, encoder.intermediate_size
-        source = "model config"
-    except (OSError, ValueError):
-        if config.model not in PUBLISHED_SIZES:
-            raise BamError(
-                f"model {config.model!r}: config not available offline and size not known; "
-                "run once with network access or use a local folder"
-            ) from None
-        layers, hidden, inter = PUBLISHED_SIZES[config.model]
-        source = "published size (config not available offline)"
-    per_layer = 4 * hidden * hidden + 2 * hidden * inter + 9 * hidden + inter
-    return layers * per_layer + hidden * hidden, source
-
-
-def _stage_line(label: str, config: TrainConfig, plans: list[TaskPlan], params: int) -> tuple[str, float]:
+def _stage_line(
+    label: str, config: TrainConfig, plans: list[TaskPlan], model: FlopModel
+) -> tuple[str, float]:
     rows = [p.rows for p in plans]
     steps = max(1, math.ceil(config.epochs * steps_per_epoch(rows, config.batch_size)))
     tokens = config.epochs * sum(p.rows * p.tokens_per_row for p in plans)
-    flops = 6 * params * tokens
+    flops = model.estimate(tokens)
     checkpoints = steps // config.checkpoint_every if config.checkpoint_every else 0
     schedule = config.lambda_schedule
     if config.lambda_horizon < 1:  # the schedule ends early: gold labels alone after it
@@ -113,25 +85,57 @@ def _stage_line(label: str, config: TrainConfig, plans: list[TaskPlan], params: 
 
 
 def describe_plan(config: RunConfig, jobs: int = 1) -> str:
-    seed = config.seeds[0]
-    teacher = config.teacher_config(config.tasks[0], seed)
-    params, size_source = non_embedding_parameters(teacher)
-    folds = config.fold_counts()
+    """The run's tasks, then one line per stage of its first seed's graph (rows, steps, compute),
+    then how ``--jobs`` schedules them: what ``bam run`` will train, before it trains."""
+    graph = build_graph(config)
+    first = graph.seeds[0]
+    teacher = config.teacher_config(config.tasks[0], first.seed)
+    model, size_source = encoder_flop_model(teacher.model, teacher.encoder_overrides)
     description = config.description.strip()
     lines = [description, ""] if description else []
     lines += [
         f"plan: {len(config.tasks)} tasks × {len(config.seeds)} seed(s), "
-        f"{config.teachers_needed()} teacher(s) per task"
-        f"{''.join(f' + {k} fold teachers' for k in folds)}; model {teacher.model} "
-        f"({params / 1e6:,.0f}M non-embedding parameters, {size_source})",
+        f"{graph.teachers_per_task} teacher(s) per task"
+        f"{''.join(f' + {k} fold teachers' for k in graph.fold_counts)}; model {teacher.model} "
+        f"({model.parameters / 1e6:,.0f}M non-embedding parameters, {size_source})",
         "",
         "tasks (training rows as the students see them):",
     ]
-    any_student = next((m for m in config.methods if m != "single"), None)
-    student = config.student_config(any_student, config.tasks, seed) if any_student else teacher
+    students = [stage for stage in first.stages if stage.role is Role.STUDENT]
+    student = students[0].config if students else teacher
     plans = {name: _task_plan(name, student) for name in config.tasks}
+    method_configs: dict[str, TrainConfig] = {}  # each method's first student
+    for stage in students:
+        method_configs.setdefault(str(stage.method), stage.config)
+    lines += _task_lines(plans, student, method_configs)
+    lines += ["", "stages per seed:"]
+    total = 0.0
+    for stage in first.stages:
+        if stage.role is Role.STUDENT:  # the rows of the students' plan, above
+            task_plans = [plans[task] for task in stage.config.tasks]
+        else:
+            task_plans = [_task_plan(task, stage.config) for task in stage.config.tasks]
+        line, flops = _stage_line(stage.title, stage.config, task_plans, model)
+        lines.append(line)
+        total += flops
+    lines += [
+        "",
+        f"estimated training compute: ~{total * len(config.seeds) / 1e15:,.1f} PFLOP for all seeds "
+        "(6 × non-embedding parameters × tokens; padding, attention and evaluation not counted)",
+        f"methods compared: {', '.join(config.methods)}",
+        _order_line(len(first.stages) - len(students), len(students), len(config.seeds), jobs),
+    ]
+    return "\n".join(lines)
+
+
+def _task_lines(
+    plans: dict[str, TaskPlan], student: TrainConfig, configs: dict[str, TrainConfig]
+) -> list[str]:
+    """Each task's rows and sampling share as ``student`` draws them, the files not read, and the
+    shares of each method whose student (``configs``: method -> a stage's config) draws otherwise."""
     rows = {name: plan.rows for name, plan in plans.items()}
     shares = task_shares(rows, student.sampling_alpha, student.sampling_boost)
+    lines = []
     for name, plan in plans.items():
         lines.append(
             f"  {name:<6} rows {plan.rows:>8,} ({plan.source})  ~{plan.tokens_per_row:.0f} tokens/row  "
@@ -144,8 +148,7 @@ def describe_plan(config: RunConfig, jobs: int = 1) -> str:
             unread.setdefault(plan.unread, []).append(plan.name)
     for why, names in unread.items():
         lines.append(f"  {', '.join(names)}: not read, planned from the official row counts ({why})")
-    for method in config.methods:  # students that draw tasks otherwise than the one shown above
-        other = config.student_config(method, config.tasks, seed) if method != "single" else student
+    for method, other in configs.items():  # students that draw tasks otherwise than the one shown above
         if (other.sampling_alpha, other.sampling_boost) != (student.sampling_alpha, student.sampling_boost):
             mine = task_shares(rows, other.sampling_alpha, other.sampling_boost)
             lines.append(
@@ -155,45 +158,7 @@ def describe_plan(config: RunConfig, jobs: int = 1) -> str:
                 + "".join(f", {n} ×{w:g}" for n, w in other.sampling_boost.items())
                 + ")"
             )
-    lines += ["", "stages per seed:"]
-    total = 0.0
-    for name in config.tasks:
-        for member in range(config.teachers_needed()):
-            cfg = config.teacher_config(name, seed + 1000 * member)
-            line, flops = _stage_line(f"teacher {name} s{cfg.seed}", cfg, [_task_plan(name, cfg)], params)
-            lines.append(line)
-            total += flops
-        for k in folds:
-            for holdout in range(k):
-                cfg = config.fold_teacher_config(name, seed, k, holdout)
-                label = f"teacher {name} s{seed} fold {holdout}/{k}"
-                line, flops = _stage_line(label, cfg, [_task_plan(name, cfg)], params)
-                lines.append(line)
-                total += flops
-    student_stages = 0
-    for method in config.methods:
-        if method == "single":
-            continue
-        groups = config.student_groups(method)
-        student_stages += len(groups)
-        for tasks in groups:
-            cfg = config.student_config(method, tasks, seed)
-            line, flops = _stage_line(f"{method} {'+'.join(tasks)}", cfg, [plans[t] for t in tasks], params)
-            lines.append(line)
-            total += flops
-    lines += [
-        "",
-        f"estimated training compute: ~{total * len(config.seeds) / 1e15:,.1f} PFLOP for all seeds "
-        "(6 × non-embedding parameters × tokens; padding, attention and evaluation not counted)",
-        f"methods compared: {', '.join(config.methods)}",
-        _order_line(
-            len(config.tasks) * (config.teachers_needed() + sum(folds)),
-            student_stages,
-            len(config.seeds),
-            jobs,
-        ),
-    ]
-    return "\n".join(lines)
+    return lines
 
 
 def _order_line(teachers: int, students: int, seeds: int, jobs: int) -> str:
@@ -227,22 +192,19 @@ def stage_status(folder: Path) -> tuple[bool, str]:
     return False, "to train"
 
 
-def _seed_progress(config: RunConfig, root: Path, seed: int) -> list[tuple[str, bool, str]]:
-    """Every stage of one seed: its folder name (a student not yet keyed: its method), whether it
+def _seed_progress(graph: SeedGraph, root: Path) -> list[tuple[str, bool, str]]:
+    """Every stage of one seed: its folder name (a student not yet keyed: its title), whether it
     is trained, and where it stands."""
-    teachers = teacher_stages(config, root, seed)
-    rows = [(folder.name, *stage_status(folder)) for stages in teachers.values() for folder, _ in stages]
-    folders = stage_folders(teachers)
-    for method in (m for m in config.methods if m != "single"):  # Single is the teachers
-        for tasks in config.student_groups(method):
-            try:
-                folder, _ = student_stage(config, root, seed, method, tasks, folders, record=False)
-            except NotRecorded:
-                rows.append(
-                    (f"{method} {'+'.join(tasks)} s{seed}", False, "to train, after its teachers' outputs")
-                )
-                continue
-            rows.append((folder.name, *stage_status(folder)))
+    folders: dict[str, Path] = {}
+    rows = []
+    for stage in graph.stages:
+        try:
+            folder, _ = place(stage, root, folders, record=False)
+        except NotRecorded:
+            rows.append((f"{stage.title} s{graph.seed}", False, "to train, after its teachers' outputs"))
+            continue
+        folders[stage.label] = folder
+        rows.append((folder.name, *stage_status(folder)))
     return rows
 
 
@@ -251,7 +213,7 @@ def describe_progress(config: RunConfig, root: Path) -> str:
 
     A student's folder name depends on its teachers' outputs, which a dry run does not record: a
     student whose outputs are not there yet is listed by method, to train after its teachers."""
-    per_seed = {seed: _seed_progress(config, root, seed) for seed in config.seeds}
+    per_seed = {seed.seed: _seed_progress(seed, root) for seed in build_graph(config).seeds}
     rows = [row for seed_rows in per_seed.values() for row in seed_rows]
     lines = [f"progress in {root}: {sum(done for _, done, _ in rows)} of {len(rows)} stages trained"]
     for seed, seed_rows in per_seed.items():

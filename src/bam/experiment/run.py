@@ -1,7 +1,8 @@
 """``bam run``: teachers → teacher outputs → students → one comparison table.
 
-Each stage lives in ``DIR/stages/<name>-<fingerprint>/`` where the fingerprint covers everything
-that produced it (:func:`bam.train.checkpoint.run_key`: its full training configuration, its training
+The run is its stage graph (:mod:`bam.experiment.graph`), built once and trained wave by wave.
+Each stage lives in ``DIR/stages/<label>-<fingerprint>/`` where the fingerprint covers everything
+that produced it (:func:`bam.train.checkpoint.run_keys`: the settings that decide its weights, its training
 and dev rows, the encoder's files, and for students the teacher outputs they read). A second run
 with the same configuration reuses every finished stage; a changed setting gets a new
 fingerprint, so only the stages that depend on it run again. A killed run resumes: finished
@@ -15,8 +16,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
-import re
 import shutil
 import time
 from collections.abc import Callable
@@ -29,35 +28,18 @@ import torch
 
 from bam.config.run import RunConfig
 from bam.config.train import TrainConfig
-from bam.errors import BamError
-from bam.experiment.record import cross_fitted_outputs, record_teacher_outputs
+from bam.experiment.graph import RunGraph, SeedGraph, Stage, build_graph
+from bam.experiment.jobs import phase_threads
 from bam.experiment.results import claim_run_folder, write_results, write_run_file, write_seed_results
-from bam.tasks import get_task
+from bam.experiment.stages import check_stage_name, place
+from bam.experiment.stages import stage_dir as stage_dir  # where bam run's stages live, for callers
 from bam.tasks.metrics import bam_average
-from bam.train.checkpoint import checkpoint_progress, finished_run, run_key
+from bam.train.checkpoint import checkpoint_progress, finished_run
 from bam.train.loop import train
 
 log = logging.getLogger("bam")
 PROGRESS_SECONDS = 600.0  # how often `--jobs` reports the stages it is training
-_STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-
-
-def check_stage_name(name: str, what: str = "stage name") -> None:
-    """A name that becomes a folder: no ``/``, no ``..``, nothing that could leave the run folder."""
-    if not _STAGE_NAME.fullmatch(name) or ".." in name:
-        raise BamError(f"{what} {name!r}: use letters, digits, '_', '-' and '.' only (it names a folder)")
-
-
-def stage_dir(root: Path, name: str, config: TrainConfig) -> Path:
-    """``root/stages/<name>-<run key>``; a name that could leave ``root`` (``..``, ``/``) is refused."""
-    check_stage_name(name)
-    folder = root / "stages" / f"{name}-{run_key(config)}"
-    if not folder.resolve().is_relative_to((root / "stages").resolve()):
-        raise BamError(f"stage name {name!r} leads outside {root / 'stages'}")
-    return folder
-
-
-Stage = tuple[Path, TrainConfig]  # a stage's folder and the configuration that trains it
+Placed = tuple[Path, TrainConfig]  # a stage's folder and the configuration that trains it
 
 
 @dataclass
@@ -91,112 +73,31 @@ def _run_stage(folder: Path, config: TrainConfig, quiet: bool, state: RunState) 
     return result.dev
 
 
-def teacher_stages(config: RunConfig, root: Path, seed: int) -> dict[str, list[Stage]]:
-    """Per task name, its teachers' stages; member 0 is Single, the others serve ensembles, then
-    come the fold teachers of each fold count some method uses (:func:`fold_members`)."""
-    # A task may be given by alias or as a custom-task YAML path; folders and keys use its name.
-    plan: dict[str, list[Stage]] = {}
-    for task in config.tasks:
-        name = get_task(task).name
-        for member in range(config.teachers_needed()):
-            teacher = config.teacher_config(task, seed + 1000 * member)
-            plan.setdefault(name, []).append(
-                (stage_dir(root, f"teacher-{name}-s{teacher.seed}", teacher), teacher)
-            )
-        for folds in config.fold_counts():
-            for holdout in range(folds):
-                teacher = config.fold_teacher_config(task, seed, folds, holdout)
-                label = f"teacher-{name}-s{seed}-fold{holdout}of{folds}"
-                plan.setdefault(name, []).append((stage_dir(root, label, teacher), teacher))
-    return plan
+def place_wave(wave: list[Stage], root: Path, folders: dict[str, Path]) -> list[Placed]:
+    """Every stage of a wave placed (a student's teacher outputs recorded first: the stages it
+    reads are trained), before any of them trains; ``folders`` gains their folders."""
+    placed = [place(stage, root, folders) for stage in wave]
+    folders.update((stage.label, folder) for stage, (folder, _) in zip(wave, placed, strict=True))
+    return placed
 
 
-def fold_members(config: RunConfig, folds: int) -> slice:
-    """Where the ``folds`` fold teachers sit in a task's list of :func:`teacher_stages`."""
-    start = config.teachers_needed() + sum(k for k in config.fold_counts() if k < folds)
-    return slice(start, start + folds)
-
-
-def _outputs_read(
-    config: RunConfig, method: str, student: TrainConfig, task: str, folders: list[Path], record: bool
-) -> list[str]:
-    """The teacher-output files ``method``'s student reads for ``task`` (recorded first, unless
-    ``record`` is false): its teachers' own outputs (several: an ensemble), or one file of
-    cross-fitted outputs."""
-    folds = config.teacher_folds(method)
-    if folds:
-        return [str(cross_fitted_outputs(folders[fold_members(config, folds)], student, task, record))]
-    return [
-        str(record_teacher_outputs(folder, student, task, record))
-        for folder in folders[: config.teacher_count(method)]
-    ]
-
-
-def student_stage(
-    config: RunConfig,
-    root: Path,
-    seed: int,
-    method: str,
-    tasks: list[str],
-    teachers: dict[str, list[Path]],
-    record: bool = True,
-) -> Stage:
-    """The stage of ``method``'s student on ``tasks``. A student that distils reads its teachers'
-    outputs on its own training rows, recorded here first (the teachers must be trained); with
-    ``record`` false nothing is recorded, and outputs not yet there are ``NotRecorded``."""
-    names = {task: get_task(task).name for task in tasks}  # a custom task: path → name
-    student = config.student_config(method, tasks, seed)
-    if student.lambda_schedule != "gold":
-        student.teacher_outputs = {
-            names[task]: _outputs_read(config, method, student, task, teachers[names[task]], record)
-            for task in tasks
-        }
-    group = "-".join(names.values()) if len(config.student_groups(method)) > 1 else "all"
-    return stage_dir(root, f"{method}-{group}-s{seed}", student), student
-
-
-def student_stages(
-    config: RunConfig, root: Path, seed: int, teachers: dict[str, list[Path]]
-) -> dict[str, list[Stage]]:
-    """Per student method, its stages (:func:`student_stage`)."""
-    return {
-        method: [
-            student_stage(config, root, seed, method, tasks, teachers)
-            for tasks in config.student_groups(method)
-        ]
-        for method in config.methods
-        if method != "single"
-    }
-
-
-def stage_folders(plan: dict[str, list[Stage]]) -> dict[str, list[Path]]:
-    """The plan without its configurations: per name, the stage folders."""
-    return {name: [folder for folder, _ in stages] for name, stages in plan.items()}
-
-
-def run_seed(config: RunConfig, root: Path, seed: int, quiet: bool, state: RunState) -> dict[str, Any]:
-    """Every method of one seed: ``{method: {task: score, "avg": score}}`` plus stage folders."""
-    teachers = teacher_stages(config, root, seed)
-    single: dict[str, float] = {}
-    for stages in teachers.values():
-        for member, (folder, teacher) in enumerate(stages):
-            summary = _run_stage(folder, teacher, quiet, state)
-            if member == 0 and "single" in config.methods:
-                single.update(summary["scores"])
-    teacher_folders = stage_folders(teachers)
-    students = student_stages(config, root, seed, teacher_folders)
-    methods: dict[str, dict[str, float]] = {}
-    stages_run: dict[str, list[str]] = {"single": [str(p) for ps in teacher_folders.values() for p in ps]}
-    for method in config.methods:
-        if method == "single":
-            methods["single"] = {**single, "avg": bam_average(single)}
-            continue
-        merged: dict[str, float] = {}
-        for folder, student in students[method]:
-            merged.update(_run_stage(folder, student, quiet, state)["scores"])
-            stages_run.setdefault(method, []).append(str(folder))
-        methods[method] = {**merged, "avg": bam_average(merged)}
-    return {"methods": methods, "stages": stages_run}
+def run_seed(
+    graph: SeedGraph, methods: tuple[str, ...], root: Path, quiet: bool, state: RunState
+) -> dict[str, Any]:
+    """Every stage of one seed: ``{method: {task: score, "avg": score}}`` plus the stage folders
+    (under ``single``: every teacher's; under each other method: its students')."""
+    folders: dict[str, Path] = {}
+    scores: dict[str, dict[str, float]] = {method: {} for method in methods}
+    stages_run: dict[str, list[str]] = {"single": []}
+    for wave in graph.waves():
+        for stage, (folder, config) in zip(wave, place_wave(wave, root, folders), strict=True):
+            summary = _run_stage(folder, config, quiet, state)
+            if stage.method in scores:  # a student, or Single's own teacher
+                scores[stage.method].update(summary["scores"])
+            owner = "single" if stage.role.is_teacher else str(stage.method)
+            stages_run.setdefault(owner, []).append(str(folder))
+    results = {method: {**scores[method], "avg": bam_average(scores[method])} for method in methods}
+    return {"methods": results, "stages": stages_run}
 
 
 def _train_stage(job: tuple[Path, TrainConfig, int]) -> tuple[str, float]:
@@ -207,15 +108,11 @@ def _train_stage(job: tuple[Path, TrainConfig, int]) -> tuple[str, float]:
     return folder.name, train(config, folder, quiet=True).seconds
 
 
-def phase_threads(jobs: int, stages: int) -> int:
-    """CPU threads per process when ``stages`` stages share ``jobs`` processes: fewer stages than
-    processes (a lone student) get the idle cores too. One on a GPU, which they share."""
-    return 1 if torch.cuda.is_available() else cpu_threads_per_job(min(jobs, max(stages, 1)))
-
-
-def _train_together(stages: list[Stage], pool: Pool, jobs: int, quiet: bool, state: RunState) -> None:
-    """Train the unfinished ``stages`` on the pool's processes, reporting each as it ends."""
-    todo = [(folder, stage) for folder, stage in stages if finished_run(folder) is None]
+def _train_together(stages: list[Placed], pool: Pool, jobs: int, quiet: bool, state: RunState) -> None:
+    """Train the unfinished ``stages`` on the pool's processes, reporting each as it ends (a stage
+    two seeds share, such as seed 1013's teacher and seed 13's second ensemble member, once)."""
+    unique = {folder: config for folder, config in stages}
+    todo = [(folder, config) for folder, config in unique.items() if finished_run(folder) is None]
     for folder, _ in todo:
         if not quiet:
             log.info("stage %s: queued", folder.name)
@@ -254,13 +151,9 @@ def progress_line(folders: list[Path]) -> str:
     return "progress: " + "; ".join(parts)
 
 
-def cpu_threads_per_job(jobs: int) -> int:
-    """The cores each of ``jobs`` stage processes gets on CPU (at least one)."""
-    return max(1, (os.cpu_count() or 1) // jobs)
-
-
-def train_stages_in_parallel(config: RunConfig, root: Path, jobs: int, quiet: bool, state: RunState) -> None:
-    """``bam run --jobs N``: every seed's teachers on N processes, then every student on N.
+def train_stages_in_parallel(graph: RunGraph, root: Path, jobs: int, quiet: bool, state: RunState) -> None:
+    """``bam run --jobs N``: every seed's teachers on N processes, then every student on N (then,
+    were there students of students, those: :meth:`~bam.experiment.graph.SeedGraph.waves`).
 
     Stages are the same as a one-process run's (same folders, same keys), so the collecting pass
     that follows finds them all trained. A small encoder leaves a big GPU mostly idle: several
@@ -272,17 +165,16 @@ def train_stages_in_parallel(config: RunConfig, root: Path, jobs: int, quiet: bo
     context = multiprocessing.get_context("spawn")  # no forked CUDA or OpenMP state
     pool = context.Pool(jobs, maxtasksperchild=1)
     try:
-        teachers = {seed: teacher_stages(config, root, seed) for seed in config.seeds}
-        _train_together(
-            [s for plan in teachers.values() for ss in plan.values() for s in ss], pool, jobs, quiet, state
-        )
-        students = [
-            stage
-            for seed, plan in teachers.items()
-            for stages in student_stages(config, root, seed, stage_folders(plan)).values()
-            for stage in stages
-        ]
-        _train_together(students, pool, jobs, quiet, state)
+        waves = {seed.seed: seed.waves() for seed in graph.seeds}
+        folders: dict[int, dict[str, Path]] = {seed: {} for seed in waves}
+        for i in range(max(len(rounds) for rounds in waves.values())):  # every seed's teachers, ...
+            placed = [
+                stage
+                for seed, rounds in waves.items()
+                if i < len(rounds)
+                for stage in place_wave(rounds[i], root, folders[seed])
+            ]
+            _train_together(placed, pool, jobs, quiet, state)
         pool.close()
     except BaseException:
         pool.terminate()
@@ -324,17 +216,18 @@ def _run(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     state = RunState(on_start=on_start)
+    graph = build_graph(config)
     if jobs > 1:
-        train_stages_in_parallel(config, root, jobs, quiet, state)
+        train_stages_in_parallel(graph, root, jobs, quiet, state)
         if not quiet:
             log.info("every stage is trained; collecting the results")
     per_seed = {}
     stages = {}
-    for seed in config.seeds:
-        outcome = run_seed(config, root, seed, quiet, state)
-        per_seed[seed] = outcome["methods"]
-        stages[seed] = outcome["stages"]
-        write_seed_results(root, seed, asdict(config), outcome["methods"], outcome["stages"])
+    for seed in graph.seeds:
+        outcome = run_seed(seed, graph.methods, root, quiet, state)
+        per_seed[seed.seed] = outcome["methods"]
+        stages[seed.seed] = outcome["stages"]
+        write_seed_results(root, seed.seed, asdict(config), outcome["methods"], outcome["stages"])
     results = write_results(
         root,
         per_seed,
