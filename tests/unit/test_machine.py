@@ -12,12 +12,12 @@ from bam.cpu import machine
 
 @pytest.fixture
 def two_cores(monkeypatch) -> None:
-    monkeypatch.setattr(machine.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(machine.psutil, "cpu_count", lambda: 2)
     monkeypatch.setattr(machine.torch.cuda, "is_available", lambda: False)
 
 
 def _readings(monkeypatch, *readings: tuple[float, float]) -> None:
-    """/proc/stat as it would read at each call: (busy, total) CPU seconds since boot."""
+    """The CPU counters as they would read at each call: (busy, total) CPU seconds since boot."""
     queue = list(readings)
     monkeypatch.setattr(machine, "cpu_seconds", lambda: queue.pop(0))
 
@@ -43,13 +43,27 @@ def test_a_machine_without_proc_stat_is_not_reported_busy(two_cores, monkeypatch
     assert caplog.text == ""
 
 
-@pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="Linux only")
-def test_proc_stat_is_read_as_growing_busy_and_total_seconds() -> None:
+def test_the_counters_are_read_as_growing_busy_and_total_seconds() -> None:
     busy0, total0 = machine.cpu_seconds()
     sum(i * i for i in range(2_000_000))  # some work, so that the counters move
     busy1, total1 = machine.cpu_seconds()
     assert 0 < busy0 <= total0 and busy1 > busy0 and total1 > total0
     assert 0.0 <= machine.busy_share(0.05) <= 1.0
+
+
+def test_counters_that_cannot_be_read_are_not_a_busy_machine(monkeypatch) -> None:
+    def unreadable():
+        raise machine.psutil.AccessDenied()
+
+    monkeypatch.setattr(machine.psutil, "cpu_times", unreadable)
+    assert machine.cpu_seconds() == (0.0, 0.0) and machine.busy_share(0) == 0.0
+
+
+def test_the_cpu_name_comes_from_cpuinfo_or_platform(monkeypatch) -> None:
+    assert machine.cpu_name()  # Linux: /proc/cpuinfo's model name; elsewhere platform's
+    monkeypatch.setattr(machine, "Path", lambda _: Path("/nonexistent/cpuinfo"))
+    monkeypatch.setattr(machine.platform, "processor", lambda: "Some Arm")
+    assert machine.cpu_name() == "Some Arm"
 
 
 def test_the_hardware_record_names_the_threads(monkeypatch) -> None:

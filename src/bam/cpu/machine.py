@@ -8,11 +8,11 @@ here. Nothing else tells the user, so a run warns before it starts.
 from __future__ import annotations
 
 import logging
-import os
 import platform
 import time
 from pathlib import Path
 
+import psutil
 import torch
 
 log = logging.getLogger("bam")
@@ -39,15 +39,17 @@ def hardware(device: torch.device, processes: int) -> str:
 
 
 def cpu_seconds() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat (Linux; else 0, 0)."""
+    """(busy, total) CPU seconds of the whole machine since boot (``psutil``; 0, 0 where unknown).
+
+    Idle time and time waiting for I/O count as not busy; the rest (user, system, interrupts,
+    steal, guests) counts as busy."""
     try:
-        with open("/proc/stat", encoding="ascii") as handle:
-            fields = [float(x) for x in handle.readline().split()[1:]]
-    except (OSError, ValueError):
+        times = psutil.cpu_times()
+    except (OSError, RuntimeError, psutil.Error):
         return 0.0, 0.0
-    hz = os.sysconf("SC_CLK_TCK")
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
-    return (sum(fields) - idle) / hz, sum(fields) / hz
+    total = sum(times)
+    idle = times.idle + getattr(times, "iowait", 0.0)
+    return total - idle, total
 
 
 def busy_share(seconds: float) -> float:
@@ -66,7 +68,7 @@ def warn_if_cpus_busy(seconds: float = 0.5) -> None:
         return
     share = busy_share(seconds)
     if share > BUSY_SHARE:
-        cores = os.cpu_count() or 1
+        cores = psutil.cpu_count() or 1
         log.warning(
             "other processes are using %.1f of this machine's %d cores: training beside them runs "
             "several times slower (its threads wait for each other); see `top`",
