@@ -15,6 +15,7 @@ from bam.distill import store
 from bam.distill.store import (
     average_teachers,
     load_teacher_outputs,
+    metadata_checksum,
     read_teacher_metadata,
     save_teacher_outputs,
 )
@@ -145,6 +146,7 @@ def test_non_finite_outputs_refused(tmp_path: Path) -> None:
     _save(path)
     meta = read_teacher_metadata(path)
     meta["outputs_sha256"] = hashlib.sha256(outputs.tobytes()).hexdigest()
+    meta["metadata_sha256"] = metadata_checksum(meta)
     path.write_bytes(safetensors.numpy.save({"outputs": outputs}, metadata=meta))
     with pytest.raises(BamError, match="NaN or infinite"):
         _load(path)

@@ -94,12 +94,21 @@ def download_glue(
                     fetched[file] = _fetch_verified(url, table, file, Path(scratch) / file, timeout)
         # 2. check that every archive holds its files, so a bad one also leaves out_dir untouched
         plans = {relative: read for name in names for relative, read in _plan(name, fetched).items()}
+        for relative in plans:
+            _check_inside(out, relative)
         written = []
         for relative, read in plans.items():  # 3. write, one file at a time and atomically
             atomic_write_bytes(out / relative, read())
             written.append(out / relative)
     say(f"wrote {len(written)} files under {out}")
     return written
+
+
+def _check_inside(out: Path, relative: str) -> None:
+    """Every path written is a plain relative path under ``out``: no ``..``, no absolute path."""
+    parts = Path(relative).parts
+    if not parts or Path(relative).is_absolute() or ".." in parts or "\\" in relative or ":" in relative:
+        raise BamError(f"{relative!r}: not a path inside {out}; nothing was written")
 
 
 def _fetch_verified(

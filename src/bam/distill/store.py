@@ -3,6 +3,10 @@
 The student is trained against these outputs row by row, so a file made for another task, split,
 data order or teacher would silently teach the wrong thing. Every such mismatch is refused with a
 one-line :class:`BamError` naming the file and the field. Files are written atomically; no pickle.
+
+Two checksums are written with each file: ``outputs_sha256`` over the array, and
+``metadata_sha256`` over every other metadata field (canonical JSON). Any truncated or flipped
+byte fails the safetensors parse or one of them, and the file is refused, never read.
 """
 
 from __future__ import annotations
@@ -17,17 +21,23 @@ from scipy.special import logsumexp
 
 from bam.data.examples import Examples
 from bam.errors import BamError
-from bam.fileio import atomic_write_bytes
+from bam.fileio import atomic_write_bytes, fingerprint
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 2: metadata_sha256
 TENSOR_KEY = "outputs"
 # What a teacher writes for each task kind: logits (rows, num_labels) or scores (rows,).
 OUTPUT_KIND = {"classification": "logits", "regression": "score"}
 _NDIM = {"logits": 2, "score": 1}
+_DAMAGED = "file truncated or corrupted; delete it and re-run the teacher's predict step (bam run does)"
 
 
 def _outputs_sha256(outputs: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(outputs, dtype="<f4").tobytes()).hexdigest()
+
+
+def metadata_checksum(metadata: dict[str, str]) -> str:
+    """The ``metadata_sha256`` of a teacher-outputs file's metadata (the field itself aside)."""
+    return fingerprint({k: v for k, v in metadata.items() if k != "metadata_sha256"}, 64)
 
 
 def _kind(kind: str) -> str:
@@ -76,6 +86,7 @@ def save_teacher_outputs(
         "kind": kind,
         "outputs_sha256": _outputs_sha256(array),
     }
+    metadata["metadata_sha256"] = metadata_checksum(metadata)
     atomic_write_bytes(path, safetensors.numpy.save({TENSOR_KEY: array}, metadata=metadata))
 
 
@@ -90,7 +101,8 @@ def _read(path: str | os.PathLike) -> tuple[dict[str, str], np.ndarray]:
             array = handle.get_tensor(TENSOR_KEY)
     except safetensors.SafetensorError as err:
         detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise BamError(f"teacher outputs {path} is not a readable safetensors file ({detail})") from err
+        where = f"teacher outputs {path} is not a readable safetensors file"
+        raise BamError(f"{where} ({detail}; {_DAMAGED})") from err
     except OSError as err:
         raise BamError(f"teacher outputs {path} cannot be read ({err.strerror or err})") from err
     if metadata.get("format") != "bam-teacher-outputs":
@@ -100,6 +112,10 @@ def _read(path: str | os.PathLike) -> tuple[dict[str, str], np.ndarray]:
             f"teacher outputs {path} has format_version {metadata.get('format_version')!r}, "
             f"this bam reads {FORMAT_VERSION!r} (re-run the teacher's predict step)"
         )
+    if metadata.get("metadata_sha256") != metadata_checksum(metadata):
+        raise BamError(f"teacher outputs {path} fail their metadata_sha256 checksum ({_DAMAGED})")
+    if _outputs_sha256(array) != metadata.get("outputs_sha256"):
+        raise BamError(f"teacher outputs {path} fail their outputs_sha256 checksum ({_DAMAGED})")
     return metadata, array
 
 
@@ -144,8 +160,6 @@ def load_teacher_outputs(
         raise BamError(
             f"{where} hold a {array.dtype} array of shape {array.shape}, which does not fit kind {kind!r}"
         )
-    if _outputs_sha256(array) != meta.get("outputs_sha256"):
-        raise BamError(f"{where} fail their outputs_sha256 checksum (file corrupted)")
     if not np.isfinite(array).all():
         raise BamError(f"{where} contain NaN or infinite values")
     return array

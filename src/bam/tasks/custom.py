@@ -28,6 +28,7 @@ from typing import Any, cast
 
 import yaml
 
+from bam import safeyaml
 from bam.errors import BamError
 from bam.tasks.glue import GLUE_TASKS
 from bam.tasks.spec import SplitFile, TaskKind, TaskSpec
@@ -138,8 +139,7 @@ def _parse(path: Path) -> _Doc:
     except OSError as err:
         raise BamError(f"{path}: cannot read ({err.strerror})") from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = safeyaml.construct(text)  # safe_load, less aliases and oversized documents
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
