@@ -36,15 +36,35 @@ def cmd_submit(args: argparse.Namespace) -> None:
         print(f"  missing {missing['file']}: {missing['reason']}")
 
 
-def cmd_export(args: argparse.Namespace) -> None:
-    from bam.inference.export import export_hf
+EXPORT_LOADS = {
+    "transformers": "loads with transformers.pipeline('text-classification', model={path!r})",
+    "onnx": "an ONNX graph for onnxruntime (heads: {heads}); README.md shows how to serve it",
+    "bam": "loads with `bam predict --model {path}` and bam.Predictor.load({path!r}) (heads: {heads})",
+}
 
-    path = export_hf(
-        args.model, args.task, args.out, trust_remote_code=args.trust_remote_code, overwrite=args.overwrite
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from bam.errors import BamError
+    from bam.inference.export import export_model
+
+    if args.private and not args.push_to_hub:
+        raise BamError("--private goes with --push-to-hub")
+    done = export_model(
+        args.model,
+        args.task,
+        args.out,
+        format=args.format,
+        trust_remote_code=args.trust_remote_code,
+        overwrite=args.overwrite,
     )
-    print(
-        f"{path}: loads with transformers.AutoModelForSequenceClassification.from_pretrained({str(path)!r})"
-    )
+    loads = EXPORT_LOADS[done.format].format(path=str(done.path), heads=", ".join(done.heads))
+    print(f"{done.path}: {loads}")
+    if done.reason and args.format == "auto" and not args.quiet:
+        print(f"  ONNX, not a transformers folder: {done.reason}")
+    if args.push_to_hub:
+        from bam.inference.hub import push_to_hub
+
+        print(f"published: {push_to_hub(done.path, args.push_to_hub, private=args.private)}")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -116,10 +136,21 @@ def register_submit(sub: argparse._SubParsersAction) -> None:
 
 
 def register_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="one task's head as a plain Hugging Face model folder")
+    p = sub.add_parser(
+        "export", help="a model for standard tools (transformers, ONNX) or every head, with a model card"
+    )
     p.add_argument("--model", required=True, help="model folder (or a training output folder)")
-    p.add_argument("--task", required=True, help="the task whose head to export")
+    p.add_argument("--task", required=True, help="the task whose head to export, or 'all' for every head")
     p.add_argument("--out", required=True, help="folder to write")
+    p.add_argument(
+        "--format",
+        choices=["auto", "transformers", "onnx", "bam"],
+        default="auto",
+        help="auto (default): a transformers folder where transformers computes the head (pooling=cls), "
+        "else ONNX for onnxruntime; with --task all, a bam model folder (bam predict, bam.Predictor)",
+    )
+    p.add_argument("--push-to-hub", metavar="REPO", help="then upload the folder to this Hugging Face repo")
+    p.add_argument("--private", action="store_true", help="with --push-to-hub: create the repo private")
     p.add_argument("--overwrite", action="store_true", help="replace a folder that holds something")
     p.add_argument("--trust-remote-code", action="store_true")
     add_common(p)
