@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,7 +33,11 @@ except ImportError:  # older huggingface_hub: configs raise ValueError/TypeError
 from bam.fileio import atomic_dir, atomic_write_json
 from bam.tasks.spec import TaskSpec
 
+log = logging.getLogger("bam")
+
 MODEL_FILE = "model.safetensors"
+ALLOW_PICKLE_ENV = "BAM_ALLOW_PICKLE_WEIGHTS"  # "1": the user trusts a folder's pickled weights
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".bin.index.json")
 MODEL_DIR = "model"  # where a training output folder keeps its model
 META_FILE = "bam_model.json"
 FORMAT = "bam-model/1"
@@ -177,27 +182,57 @@ def load_encoder(
     overrides: dict[str, Any] | None = None,
     trust_remote_code: bool = False,
     dropout: float | None = None,
+    attention: str | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """An encoder and its fast tokenizer from a packaged name, a hub id or a local folder."""
+    """An encoder and its fast tokenizer from a packaged name, a hub id or a local folder, with
+    ``attention`` as its attention kernel (transformers' ``attn_implementation``: sdpa, eager,
+    flash_attention_2, ...; None: the library's default)."""
     path = resolve_encoder_path(name)
     local = Path(path)
     if local.exists() and not (local / "config.json").is_file():
         raise BamError(f"{path}: not a model folder (no config.json)")
+    safetensors_only = random_init or not local.is_dir() or not _pickle_weights_allowed(local)
     settings = dict(overrides or {})
     if dropout is not None:
         settings.setdefault("hidden_dropout_prob", dropout)
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **settings)
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        kernel: dict[str, Any] = {"attn_implementation": attention} if attention else {}
         if random_init:
-            encoder = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
+            encoder = AutoModel.from_config(config, trust_remote_code=trust_remote_code, **kernel)
         else:
             encoder = AutoModel.from_pretrained(  # safetensors only: a .bin checkpoint is a pickle
-                path, config=config, trust_remote_code=trust_remote_code, use_safetensors=True
+                path,
+                config=config,
+                trust_remote_code=trust_remote_code,
+                use_safetensors=safetensors_only,
+                **kernel,
             )
+    except ImportError as err:  # a kernel whose package is missing (flash_attn, kernels)
+        raise BamError(f"attention: {attention!r} is not available here: {_first_line(err)}") from None
     except (OSError, ValueError, TypeError, StrictDataclassError) as err:  # also encoder_overrides' values
         raise BamError(f"cannot load encoder {name!r}: {_first_line(err)}") from None
     return encoder, tokenizer
+
+
+def _pickle_weights_allowed(folder: Path) -> bool:
+    """Whether to load ``folder``'s pickled weights: never when it has safetensors ones; when it
+    has only pickles (``pytorch_model.bin``: unpickling can run any code the file holds), only
+    with ``BAM_ALLOW_PICKLE_WEIGHTS=1`` set, which says the user trusts where it came from."""
+    files = [p.name for p in folder.iterdir()]
+    if any(n.endswith(".safetensors") or n.endswith(".safetensors.index.json") for n in files):
+        return False
+    pickles = sorted(n for n in files if n.endswith(PICKLE_SUFFIXES))
+    if not pickles:
+        return False  # no weights at all: transformers says so
+    if os.environ.get(ALLOW_PICKLE_ENV) == "1":
+        log.warning("%s: loading pickled weights (%s), as %s=1 allows", folder, pickles[0], ALLOW_PICKLE_ENV)
+        return True
+    raise BamError(
+        f"{folder}: its weights are only in {pickles[0]}, a pickle, which can run code when loaded; "
+        f"convert them to model.safetensors, or set {ALLOW_PICKLE_ENV}=1 if you trust this folder"
+    )
 
 
 def build_model(
@@ -209,6 +244,7 @@ def build_model(
     trust_remote_code: bool = False,
     dropout: float = 0.1,
     pooling: str = "auto",
+    attention: str | None = None,
 ) -> tuple[BamModel, PreTrainedTokenizerBase]:
     encoder, tokenizer = load_encoder(
         name,
@@ -216,6 +252,7 @@ def build_model(
         overrides=overrides,
         trust_remote_code=trust_remote_code,
         dropout=dropout,
+        attention=attention,
     )
     heads = [HeadSpec.from_task(task) for task in tasks]
     return BamModel(encoder, heads, dropout, resolve_pooling(name, pooling)), tokenizer
@@ -284,7 +321,8 @@ def load_bam_model(
     meta = read_model_meta(model_dir)
     try:
         model = _model_from_meta(meta, trust_remote_code)
-    except (KeyError, TypeError, ValueError, AttributeError, StrictDataclassError) as err:  # hand-edited
+    except (KeyError, TypeError, ValueError, AttributeError, StrictDataclassError, BamError) as err:
+        # a hand-edited description: a missing field, a wrong type, an unknown pooling
         detail = f"missing field {err}" if isinstance(err, KeyError) else _first_line(err)
         raise BamError(f"{model_dir / META_FILE}: not a usable model description ({detail})") from None
     try:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from bam.cli.app import main
 from bam.config.run import load_run_config
@@ -26,6 +27,7 @@ from bam.experiment.record import TEACHER_BATCH, combined_hash
 from bam.fileio import sha256_file
 from bam.inference.forward import predict_outputs
 from bam.model import load_bam_model
+from bam.precision import inference_precision
 from bam.tasks import get_task
 from bam.train.checkpoint import run_key, run_keys
 
@@ -213,10 +215,13 @@ def test_smoke_run_distils_from_out_of_fold_outputs(tmp_path: Path) -> None:
             covered |= held
             if name in student.both_orders:  # a pair and its swapped copy: held out together
                 assert np.array_equal(held[: len(rows) // 2], held[len(rows) // 2 :])
-            model, tokenizer, _ = load_bam_model(folder / "model")
+            model, tokenizer, meta = load_bam_model(folder / "model")
             features = load_or_tokenize(rows.subset(np.flatnonzero(held)), tokenizer, student.max_length)
             pad_id = tokenizer.pad_token_id or 0
-            mine = predict_outputs(model, features, task.head_name, pad_id, TEACHER_BATCH)
+            precision = inference_precision(meta.get("precision"), torch.device("cpu"))  # as it trained
+            mine = predict_outputs(
+                model, features, task.head_name, pad_id, TEACHER_BATCH, precision=precision
+            )
             np.testing.assert_allclose(assembled[held], mine, rtol=1e-4, atol=1e-5)
         assert covered.all()
         assert read_teacher_metadata(path)["teacher_hash"] == combined_hash(hashes)

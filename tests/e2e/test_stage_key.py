@@ -68,3 +68,21 @@ def test_a_mixed_precision_launcher_trains_and_evaluates_without_crashing(tmp_pa
     # On a machine whose auto is bf16, the same stages are this run's; elsewhere they are not.
     same = resolve_precision("auto", torch.device("cpu")).name == "bf16"
     assert (_run(out)["details"]["stages_trained"] == []) == same
+
+
+def test_an_fp32_run_is_not_silently_retrained_in_the_precision_auto_picks(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    from bam import precision as precision_module
+
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: frozenset({"avx2"}))  # auto: fp32 here
+    out = tmp_path / "run"
+    _run(out)
+    capsys.readouterr()
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: frozenset({"avx512_bf16"}))  # auto: bf16
+    assert main(["run", "--preset", "smoke", "--output", str(out), "--quiet"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert "trained in fp32, and precision: auto now picks bf16" in error and "train.precision=fp32" in error
+    assert _run(out, "train.precision=fp32")["details"]["stages_trained"] == []  # as the message says

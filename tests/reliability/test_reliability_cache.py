@@ -63,9 +63,9 @@ class Crash(Exception):
 def _crash_after_checkpoint(monkeypatch: pytest.MonkeyPatch, at_step: int) -> None:
     real = loop.save_checkpoint
 
-    def save_then_crash(folder, model, optimizer, progress, average=None):
-        real(folder, model, optimizer, progress, average)
-        if progress["step"] >= at_step:
+    def save_then_crash(run, done, started):
+        real(run, done, started)
+        if done >= at_step:
             raise Crash
 
     monkeypatch.setattr(loop, "save_checkpoint", save_then_crash)

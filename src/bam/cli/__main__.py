@@ -2,4 +2,4 @@
 
 from bam.cli.app import main
 
-main()
+raise SystemExit(main())

@@ -240,7 +240,8 @@ def preset_path(name: str) -> Path:
 
 
 def load_run_config(preset: str | None, config_file: str | None, overrides: list[str]) -> RunConfig:
-    """Preset < config file < ``key=value`` overrides; with neither preset nor file, the demo."""
+    """Preset < config file < ``key=value`` overrides; with neither preset nor file, the demo.
+    A top-level ``precision`` is every stage's: ``train.precision``."""
     values: dict[str, Any] = {}
     if preset is None and not config_file:
         preset = "demo"
@@ -249,6 +250,9 @@ def load_run_config(preset: str | None, config_file: str | None, overrides: list
     if config_file:
         values = deep_merge(values, read_yaml(config_file))
     values = deep_merge(values, parse_overrides(overrides))
+    if "precision" in values:  # `bam run precision=bf16`: every stage's, as train.precision
+        train = values.get("train")
+        values["train"] = {**(train if isinstance(train, dict) else {}), "precision": values.pop("precision")}
     methods = values.get("methods")
     if "methods" in values and methods is None:  # teachers only: report them as Single
         values["methods"] = {"single": {}}

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from bam import safeyaml
 from bam.errors import BamError
 
 # Field metadata for settings added after stages were cached: while the switch named here is at
@@ -29,8 +30,15 @@ CROSS_FIT = {"keyed_when_set": "cv_folds"}
 ANNEALING_HORIZON = {"keyed_when_set": "lambda_horizon"}
 SAMPLING_BOOSTS = {"keyed_when_set": "sampling_boost"}
 WEIGHT_AVERAGE = {"keyed_when_set": "ema_decay"}
+ACCUMULATION = {"keyed_when_set": "gradient_accumulation_steps"}
+COMPILED = {"keyed_when_set": "compile"}
+ATTENTION = {"keyed_when_set": "attention"}
+# Settings that do not change the trained weights (logging, how often to checkpoint, threads, the
+# evaluation batch): left out of every stage key, so turning TensorBoard on trains nothing again.
+NOT_KEYED = {"keyed": False}
 # Where targets come from: bam.distill.schedules implements one λ function for each name.
 LAMBDA_SCHEDULES = ("linear", "constant", "gold", "teacher")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # resolved per device by bam.precision
 
 
 @dataclass
@@ -68,12 +76,20 @@ class TrainConfig:
     ema_decay: float = field(default=0.0, metadata=WEIGHT_AVERAGE)
     teacher_outputs: dict[str, list[str]] = field(default_factory=dict)  # task -> files (ensemble)
     eval_every: int = 0  # steps between dev evaluations; 0: at each epoch end
-    checkpoint_every: int = 200  # steps between resumable checkpoints; 0: epoch ends only
+    checkpoint_every: int = field(default=200, metadata=NOT_KEYED)  # steps between checkpoints; 0: epoch ends
     keep_best: bool = True  # keep the checkpoint with the best dev average, not the last
-    eval_batch_size: int = 32
+    eval_batch_size: int = field(default=32, metadata=NOT_KEYED)
     seed: int = 13
-    num_threads: int = 0  # torch intra-op threads; 0 leaves torch's default
-    log_with: list[str] = field(default_factory=list)  # tensorboard: the extra
+    num_threads: int = field(default=0, metadata=NOT_KEYED)  # torch intra-op threads; 0: torch's default
+    log_with: list[str] = field(default_factory=list, metadata=NOT_KEYED)  # tensorboard: the extra
+    # auto | fp32 | bf16 | fp16: auto is bf16 on devices with native bf16 units (bam.precision).
+    # The stage key holds the precision that ran, not this setting.
+    precision: str = "auto"
+    # Each batch in this many slices, gradients summed before one optimizer step: the same update
+    # as the whole batch at once, in less memory (glue-paper's batch 128 on a 16 GB GPU).
+    gradient_accumulation_steps: int = field(default=1, metadata=ACCUMULATION)
+    compile: bool = field(default=False, metadata=COMPILED)  # torch.compile the encoder (GPU runs)
+    attention: str = field(default="sdpa", metadata=ATTENTION)  # the encoder's attn_implementation
     # Cross-fitting teachers (``bam run`` sets these per fold teacher): the training rows are
     # split into cv_folds fixed folds and fold cv_holdout is left out. 0 folds: every row.
     cv_folds: int = field(default=0, metadata=CROSS_FIT)
@@ -91,6 +107,11 @@ def _check_ranges(config: TrainConfig) -> None:
         "max_length": (config.max_length >= 2, "at least 2"),
         "batch_size": (config.batch_size >= 1, "at least 1"),
         "eval_batch_size": (config.eval_batch_size >= 1, "at least 1"),
+        "precision": (config.precision in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
+        "gradient_accumulation_steps": (
+            1 <= config.gradient_accumulation_steps <= config.batch_size,
+            "from 1 to batch_size",
+        ),
         "epochs": (config.epochs > 0 and finite(config.epochs), "a positive number"),
         "learning_rate": (config.learning_rate > 0 and finite(config.learning_rate), "a positive number"),
         "layerwise_decay": (0 < config.layerwise_decay <= 1, "in (0, 1]"),
@@ -285,7 +306,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as err:  # a folder, no permission, ...
         raise BamError(f"{path}: cannot read config file ({err.strerror or type(err).__name__})") from None
     try:
-        data = yaml.safe_load(text)
+        data = safeyaml.load(text)  # safe_load, less aliases and oversized documents
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -23,11 +23,13 @@ from bam.data.batching import steps_per_epoch, task_shares
 from bam.data.load import is_hub
 from bam.data.prepare import fold_assignment, training_rows
 from bam.errors import BamError
-from bam.experiment.graph import Role, SeedGraph, build_graph
+from bam.experiment.graph import Role, SeedGraph, Stage, build_graph
 from bam.experiment.jobs import phase_threads
 from bam.experiment.record import NotRecorded
 from bam.experiment.stages import place
 from bam.flops import FlopModel, encoder_flop_model
+from bam.model import default_device
+from bam.precision import Precision, resolve_precision
 from bam.tasks import get_task
 from bam.train.checkpoint import checkpoint_progress, finished_run
 
@@ -84,6 +86,20 @@ def _stage_line(
     )
 
 
+def _precision_line(stages: tuple[Stage, ...]) -> str:
+    """The precision each stage will train in on this machine, and why (bam.precision)."""
+    device = default_device()
+    chosen: dict[Precision, list[str]] = {}
+    for stage in stages:
+        chosen.setdefault(resolve_precision(stage.config.precision, device), []).append(stage.label)
+    if len(chosen) == 1:
+        ((only, _),) = chosen.items()
+        return f"precision: {only.name} for every stage ({only.reason})"
+    return "precision: " + "; ".join(
+        f"{p.name} ({p.reason}): {', '.join(labels)}" for p, labels in chosen.items()
+    )
+
+
 def describe_plan(config: RunConfig, jobs: int = 1) -> str:
     """The run's tasks, then one line per stage of its first seed's graph (rows, steps, compute),
     then how ``--jobs`` schedules them: what ``bam run`` will train, before it trains."""
@@ -98,6 +114,7 @@ def describe_plan(config: RunConfig, jobs: int = 1) -> str:
         f"{graph.teachers_per_task} teacher(s) per task"
         f"{''.join(f' + {k} fold teachers' for k in graph.fold_counts)}; model {teacher.model} "
         f"({model.parameters / 1e6:,.0f}M non-embedding parameters, {size_source})",
+        _precision_line(first.stages),
         "",
         "tasks (training rows as the students see them):",
     ]

@@ -6,6 +6,8 @@ Evaluation, teacher-output recording, prediction and GLUE submission all go thro
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -13,6 +15,7 @@ from bam.cpu.onednn import onednn_linears
 from bam.data.batching import collate, inference_order
 from bam.data.features import Features
 from bam.model import BamModel
+from bam.precision import FP32, Precision, autocast
 from bam.progress import progress_bar
 
 
@@ -23,9 +26,13 @@ def predict_outputs(
     pad_id: int,
     batch_size: int = 128,
     progress: str | None = None,
+    precision: Precision | None = None,
 ) -> np.ndarray:
-    """Raw head outputs in row order: logits (rows, labels) or scores (rows,)."""
-    return predict_heads_outputs(model, features, [head], pad_id, batch_size, progress)[head]
+    """Raw head outputs in row order, as fp32: logits (rows, labels) or scores (rows,).
+
+    ``precision`` is the one the model trained in (None: fp32). fp32 on CPU goes through oneDNN's
+    fused linear layers (:mod:`bam.cpu.onednn`); bf16 and fp16 run under autocast."""
+    return predict_heads_outputs(model, features, [head], pad_id, batch_size, progress, precision)[head]
 
 
 @torch.inference_mode()
@@ -36,8 +43,10 @@ def predict_heads_outputs(
     pad_id: int,
     batch_size: int = 128,
     progress: str | None = None,
+    precision: Precision | None = None,
 ) -> dict[str, np.ndarray]:
-    """Every head in ``heads`` on every row, the encoder run once per batch: {head: outputs}.
+    """Every head in ``heads`` on every row, the encoder run once per batch: {head: outputs}
+    (in ``precision``, as :func:`predict_outputs`).
 
     A multi-task model served as k single-task passes would pay for k encoder passes; this is
     the one pass, and with one head it is exactly :func:`predict_outputs`.
@@ -52,7 +61,9 @@ def predict_heads_outputs(
         out[head] = np.zeros((n,) if spec.kind == "regression" else (n, spec.num_outputs), dtype=np.float32)
     task_ids = np.zeros(n, dtype=np.int64)
     batches = inference_order(features.lengths, batch_size)
-    with onednn_linears(model):
+    precision = precision or FP32
+    fused = onednn_linears(model) if not precision.mixed else contextlib.nullcontext()
+    with fused, autocast(precision, device):
         for rows in progress_bar(batches, desc=progress, disable=progress is None, leave=False, unit="batch"):
             inputs = {k: v.to(device) for k, v in collate([features], task_ids[rows], rows, pad_id).items()}
             everything = torch.arange(len(rows), device=device)

@@ -13,6 +13,7 @@ run is refused.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -25,14 +26,24 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.optim.swa_utils import AveragedModel
 
-from bam.config.train import TrainConfig, config_to_dict
+from bam.config.train import TrainConfig, build_dataclass, config_to_dict
 from bam.data.examples import Examples
 from bam.data.load import load_examples
 from bam.data.prepare import training_rows
 from bam.distill.store import read_teacher_metadata
 from bam.errors import BamError
-from bam.fileio import atomic_dir, atomic_write_json, fingerprint, recover_dir, sha256_file
-from bam.model import MODEL_DIR, MODEL_FILE, resolve_encoder_path
+from bam.fileio import (
+    LOCK_FILE,
+    atomic_dir,
+    atomic_write_json,
+    exclusive_folder,
+    fingerprint,
+    recover_dir,
+    remove_stale_temporaries,
+    sha256_file,
+)
+from bam.model import MODEL_DIR, MODEL_FILE, default_device, resolve_encoder_path
+from bam.precision import resolve_precision
 from bam.tasks import get_task
 from bam.train.averaging import average_tensors, load_average
 
@@ -89,32 +100,52 @@ def save_checkpoint(
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
     with atomic_dir(folder) as tmp:
         save_file(tensors, str(tmp / TENSORS_FILE))
-        atomic_write_json(
-            tmp / STATE_FILE, {"format": FORMAT, "progress": progress, "optimizer": optimizer_meta}
-        )
+        state = {
+            "format": FORMAT,
+            "progress": progress,
+            "optimizer": optimizer_meta,
+            "tensors_sha256": sha256_file(tmp / TENSORS_FILE),
+        }
+        state = json.loads(json.dumps(state))  # the checksum covers the state as it reads back
+        atomic_write_json(tmp / STATE_FILE, {**state, "state_sha256": fingerprint(state, 64)})
+
+
+def _verified_state(folder: Path) -> dict[str, Any]:
+    """``state.json``, after checking it and the tensors file against the checksums written with
+    them: a truncated or flipped byte in either is a ``ValueError`` saying which file failed."""
+    meta = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{STATE_FILE} is not a {FORMAT} state")
+    if "state_sha256" not in meta and "tensors_sha256" not in meta:  # an older bam's checkpoint
+        log.warning("%s: a checkpoint without checksums (an older bam's); loading it unverified", folder)
+        return meta
+    recorded = meta.pop("state_sha256", None)
+    if recorded != fingerprint(meta, 64):
+        raise ValueError(f"{STATE_FILE} fails its sha256 checksum: corrupted")
+    if sha256_file(folder / TENSORS_FILE) != meta.get("tensors_sha256"):
+        raise ValueError(f"{TENSORS_FILE} fails its sha256 checksum: truncated or corrupted")
+    return meta
 
 
 def load_checkpoint(
     folder: Path,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    run_key: str,
+    keys: list[str],
     average: AveragedModel | None = None,
 ) -> dict[str, Any] | None:
     """Restore a checkpoint into ``model``, ``optimizer``, the weight average and the RNG; None
     when there is none.
 
-    A checkpoint of another run (``run_key`` differs) is refused before anything is loaded; a
+    A checkpoint of another run (its key is none of ``keys``) is refused before anything is loaded; a
     damaged one is reported, never half-trusted.
     """
     if not folder.exists():
         return None
     try:
-        meta = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise ValueError(f"{STATE_FILE} is not a {FORMAT} state")
+        meta = _verified_state(folder)
         progress = meta["progress"]
-        if progress.get("run_key") != run_key:
+        if progress.get("run_key") not in keys:
             raise BamError(
                 f"{folder}: checkpoint of another configuration, data or model; "
                 "use another --output, or --overwrite to start over"
@@ -132,7 +163,8 @@ def load_checkpoint(
     except Exception as err:  # a damaged checkpoint is reported, never half-loaded
         detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise BamError(
-            f"{folder}: damaged checkpoint ({detail}); delete the folder, or --overwrite, to start over"
+            f"{folder}: damaged checkpoint ({detail}); delete {folder} to train this stage again "
+            "from its start (or --overwrite)"
         ) from None
     return progress
 
@@ -141,16 +173,26 @@ def tidy_output_dir(output_dir: Path) -> None:
     """Before a (resumed) run: undo what a kill in the middle of a write left in ``output_dir``.
 
     A model or checkpoint folder caught between atomic_dir's two renames is put back, and
-    unfinished temporary files and folders (``.<name>.*.tmp``) are removed. Call it from one
-    process only, before anything is written.
+    unfinished temporary files and folders (``.<name>.<pid>.*.tmp`` of dead writers) are removed.
+    Call it under the folder's lock (:func:`bam.fileio.exclusive_folder`), before anything is written.
     """
     recover_dir(output_dir / MODEL_DIR)
     recover_dir(output_dir / CHECKPOINT_DIR)
-    for leftover in [*output_dir.glob(".*.tmp"), output_dir / f".{CHECKPOINT_DIR}.done"]:
-        if leftover.is_dir():
-            shutil.rmtree(leftover, ignore_errors=True)
-        elif leftover.exists():
-            leftover.unlink()
+    remove_stale_temporaries(output_dir)
+    shutil.rmtree(output_dir / f".{CHECKPOINT_DIR}.done", ignore_errors=True)
+
+
+def tidy_finished_dir(output_dir: Path, keep_checkpoint: bool = False) -> None:
+    """Make a finished stage hold only what it promises: model, record, settings, teacher outputs.
+
+    The loop's last step, under the folder's lock, once ``train_done.json`` is written: the
+    checkpoint goes (unless ``keep_checkpoint``), and so do temporary files a crash left. The lock
+    file itself goes when the lock is released. :func:`finished_run` calls it too, for a stage
+    whose process was killed between its record and this.
+    """
+    tidy_output_dir(output_dir)
+    if not keep_checkpoint:
+        remove_checkpoint(output_dir / CHECKPOINT_DIR)
 
 
 def remove_checkpoint(folder: Path) -> None:
@@ -189,11 +231,42 @@ def _teacher_identity(path: str) -> dict[str, str] | None:
     return {k: meta.get(k, "") for k in ("outputs_sha256", "teacher_hash", "examples_fingerprint", "kind")}
 
 
-def run_key(config: TrainConfig, train_examples: list[Examples] | None = None) -> str:
-    """Fingerprint of everything a run's results depend on: its settings, its training and dev
-    rows, the encoder's files and the teacher outputs it reads (by content, not by path, so a run
-    folder that holds them can move). A checkpoint, a finished run or a ``bam run`` stage is
-    reused only under the same key."""
+def keyed_settings(config: TrainConfig) -> dict[str, Any]:
+    """The settings that determine a stage's trained weights, as its key holds them.
+
+    Settings that do not (``NOT_KEYED``: logging, checkpoint frequency, threads, the evaluation
+    batch) are held at their defaults, so changing them trains nothing again and stages trained
+    before they left the key keep theirs. The precision is the one that runs on this device, not
+    the setting (``auto`` is bf16 on one machine and fp32 on another); fp32 is left out, so stages
+    trained before precision was a setting (all fp32) keep their keys."""
+    values = config_to_dict(config)
+    for spec in dataclasses.fields(config):
+        if spec.metadata.get("keyed") is False:
+            values[spec.name] = getattr(TrainConfig(), spec.name)
+    values.pop("precision")
+    ran = resolve_precision(config.precision, default_device()).name
+    if ran != "fp32":
+        values["precision"] = ran
+    return values
+
+
+def _legacy_settings(config: TrainConfig) -> dict[str, Any] | None:
+    """The settings as keys held them before ``keyed_settings`` (every setting, no precision):
+    fp32 stages only, since every stage trained then was fp32."""
+    if resolve_precision(config.precision, default_device()).name != "fp32":
+        return None
+    values = config_to_dict(config)
+    values.pop("precision")
+    return values
+
+
+def run_keys(config: TrainConfig, train_examples: list[Examples] | None = None) -> list[str]:
+    """Fingerprints of everything a run's results depend on: its weight-determining settings,
+    its training and dev rows, the encoder's files and the teacher outputs it reads (by content,
+    not by path, so a run folder that holds them can move). A checkpoint, a finished run or a
+    ``bam run`` stage is reused only under one of these keys: the first is today's; a second,
+    when there is one, is the key the same stage had before logging, checkpoint frequency,
+    threads and the evaluation batch left the key, so a folder trained then is still found."""
     tasks = [get_task(name) for name in config.tasks]
     if train_examples is None:
         train_examples = [training_rows(task, config) for task in tasks]
@@ -205,34 +278,67 @@ def run_key(config: TrainConfig, train_examples: list[Examples] | None = None) -
     teachers = {
         task: [_teacher_identity(path) for path in files] for task, files in config.teacher_outputs.items()
     }
-    return fingerprint(
-        {
-            "config": {**config_to_dict(config), "teacher_outputs": teachers},
-            "train": [examples.fingerprint() for examples in train_examples],
-            "dev": dev,
-            "model": model_digest(config.model),
-        }
-    )
+    rest = {
+        "train": [examples.fingerprint() for examples in train_examples],
+        "dev": dev,
+        "model": model_digest(config.model),
+    }
+    keys = []
+    for settings in (keyed_settings(config), _legacy_settings(config)):
+        if settings is not None:
+            key = fingerprint({"config": {**settings, "teacher_outputs": teachers}, **rest})
+            keys += [key] if key not in keys else []
+    return keys
 
 
-def check_output_dir(output_dir: Path, config: TrainConfig, key: str) -> None:
-    """Refuse a folder holding another run: its settings differ, or it finished on other data.
+def run_key(config: TrainConfig, train_examples: list[Examples] | None = None) -> str:
+    """Today's key of a run (:func:`run_keys`)."""
+    return run_keys(config, train_examples)[0]
 
-    Teacher outputs are compared by content (in ``key``), not by path: a run folder may move.
-    """
+
+def stage_folder(stages: Path, name: str, config: TrainConfig) -> Path:
+    """``stages/<name>-<key>``: under the first of the stage's :func:`run_keys` whose folder
+    exists (a stage trained before the key changed), else under today's key. A stage trained in
+    fp32 (every stage before precision was a setting) is never silently retrained in the bf16
+    that ``auto`` now picks beside it: that is refused, saying how to reuse it."""
+    folders = [stages / f"{name}-{key}" for key in run_keys(config)]
+    found = next((folder for folder in folders if folder.is_dir()), None)
+    if found is not None:
+        return found
+    chosen = keyed_settings(config).get("precision")
+    if config.precision == "auto" and chosen:  # auto picked bf16/fp16: is this stage there in fp32?
+        fp32 = dataclasses.replace(config, precision="fp32")
+        old = [stages / f"{name}-{key}" for key in run_keys(fp32)]
+        trained = next((f for f in old if (f / DONE_FILE).is_file() or (f / CHECKPOINT_DIR).is_dir()), None)
+        if trained is not None:
+            raise BamError(
+                f"{trained}: trained in fp32, and precision: auto now picks {chosen} on this machine; "
+                "add train.precision=fp32 to reuse this run's stages, or give a new --output"
+            )
+    return folders[0]
+
+
+def check_output_dir(output_dir: Path, config: TrainConfig, keys: list[str]) -> None:
+    """Refuse a folder holding another run: its weight-determining settings differ, or it
+    finished on other data. Teacher outputs are compared by content (in ``keys``), not by path:
+    a run folder may move."""
     stored = _read_json(output_dir / CONFIG_FILE)
-    wanted = json.loads(json.dumps(config_to_dict(config)))  # as it reads back from the file
     if stored is not None:
+        try:
+            stored = keyed_settings(build_dataclass(TrainConfig, stored, str(output_dir / CONFIG_FILE)))
+        except BamError:
+            stored = {"unreadable": True}
+        wanted = keyed_settings(config)
         stored.pop("teacher_outputs", None)
         wanted.pop("teacher_outputs")
-    if stored is not None and stored != wanted:
-        changed = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
-        raise BamError(
-            f"{output_dir}: holds a run with other settings ({', '.join(changed[:3])}); "
-            "use another --output, or --overwrite to replace it"
-        )
+        if stored != wanted:
+            changed = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+            raise BamError(
+                f"{output_dir}: holds a run with other settings ({', '.join(changed[:3])}); "
+                "use another --output, or --overwrite to replace it"
+            )
     done = read_done(output_dir)
-    if done is not None and done.get("run_key") != key:
+    if done is not None and done.get("run_key") not in keys:
         raise BamError(
             f"{output_dir}: holds a finished run on other data, model or teacher outputs; "
             "use another --output, or --overwrite to replace it"
@@ -266,14 +372,33 @@ def read_done(output_dir: Path) -> dict[str, Any] | None:
     return done if done is not None and all(k in done for k in required) else None
 
 
-def finished_run(output_dir: Path, key: str | None = None) -> dict[str, Any] | None:
-    """The finished run's summary if its model is intact (and its key is ``key``); else None."""
+def finished_run(output_dir: Path, keys: list[str] | None = None) -> dict[str, Any] | None:
+    """The finished run's summary if its model is intact (and its key is one of ``keys``); else None."""
     output_dir = Path(output_dir)
     done = read_done(output_dir)
-    if done is None or (key is not None and done["run_key"] != key):
+    if done is None or (keys is not None and done["run_key"] not in keys):
         return None
     model_file = output_dir / MODEL_DIR / MODEL_FILE
     if not model_file.is_file() or sha256_file(model_file) != done["model_sha256"]:
         log.warning("%s: the finished run's model is missing or damaged; training again", output_dir)
         return None
+    if _leftovers(output_dir):
+        _tidy_unless_busy(output_dir)
     return done
+
+
+def _leftovers(output_dir: Path) -> bool:
+    """Whether a finished stage holds more than it promises (what a kill during its last step left)."""
+    names = (CHECKPOINT_DIR, f".{CHECKPOINT_DIR}.done", LOCK_FILE)
+    return any((output_dir / name).exists() for name in names) or any(output_dir.glob(".*.tmp"))
+
+
+def _tidy_unless_busy(output_dir: Path) -> None:
+    """:func:`tidy_finished_dir` under the folder's lock, if no live process holds it (one that
+    does is finishing the stage, and tidies it itself)."""
+    keep = bool((_read_json(output_dir / CONFIG_FILE) or {}).get("keep_checkpoint", False))
+    try:
+        with exclusive_folder(output_dir, wait=0):
+            tidy_finished_dir(output_dir, keep_checkpoint=keep)
+    except BamError as err:  # busy, or a read-only copy of a run: it stays as it is
+        log.debug("%s: not tidied (%s)", output_dir, err)
