@@ -7,6 +7,7 @@ traceback reaches the user for problems they can fix.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -19,6 +20,10 @@ from bam.config.docs import help_epilog
 from bam.errors import BamError
 
 log = logging.getLogger("bam")
+# What a full, read-only or failing disk raises wherever a file is written: the user's to fix.
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG}
+# How gloo and NCCL report a collective whose peer process died (or timed out waiting for one).
+PEER_LOST = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "Timed out", "timeout")
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
@@ -128,13 +133,16 @@ def cmd_run(args: argparse.Namespace) -> None:
             print(f"\n{describe_progress(config, output)}")
         return
     from bam.experiment.run import run
-    from bam.report.tables import format_table, write_report
+    from bam.report.tables import format_table, teacher_check, write_report
 
     results = run(
         config, output, quiet=args.quiet, overwrite=args.overwrite, jobs=args.jobs, on_start=warn_if_cpus_busy
     )
     write_report(output, results)
     print(format_table(results["methods"], markdown=False))
+    check = teacher_check(results, markdown=False)
+    if check:
+        print(f"\nteachers against the constant prediction (the score of ignoring the input):\n{check}")
     print(f"\nresults: {output / 'results.json'}\nreport:  {output / 'report.md'}")
 
 
@@ -241,10 +249,45 @@ def main(argv: list[str] | None = None) -> int:
     except BamError as err:
         print(f"bam: error: {err}", file=sys.stderr)
         return _finish(2)
+    except OSError as err:
+        if err.errno not in DISK_ERRORS:  # anything else is a bug: its traceback is wanted
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"bam: error: {where}{(err.strerror or str(err)).lower()}", file=sys.stderr)
+        return _finish(2)
+    except RuntimeError as err:
+        reason = _peer_lost(err)
+        if reason is None:
+            raise
+        print(
+            f"bam: error: another process of this distributed run stopped ({reason}); "
+            "start the run again to resume from its last checkpoint",
+            file=sys.stderr,
+        )
+        return _abandon(2)
     except KeyboardInterrupt:
         print("bam: interrupted", file=sys.stderr)
         return _finish(130)
     return _finish(0)
+
+
+def _peer_lost(err: RuntimeError) -> str | None:
+    """What gloo or NCCL said when another process of the run died (None: some other error)."""
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is None or not distributed.is_available() or not distributed.is_initialized():
+        return None
+    text = str(err)
+    for sign in PEER_LOST:
+        if sign.lower() in text.lower():
+            return sign
+    return None
+
+
+def _abandon(code: int) -> int:
+    """Exit a process whose peers are gone: no barrier or teardown, which would wait for them."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _finish(code: int) -> int:

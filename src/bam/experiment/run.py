@@ -28,6 +28,7 @@ import torch
 
 from bam.config.run import RunConfig
 from bam.config.train import TrainConfig
+from bam.experiment.baselines import TEACHER_MARGIN, constant_baselines
 from bam.experiment.graph import RunGraph, SeedGraph, Stage, build_graph
 from bam.experiment.jobs import phase_threads
 from bam.experiment.results import claim_run_folder, write_results, write_run_file, write_seed_results
@@ -236,5 +237,7 @@ def _run(
         stage_seconds=state.seconds,
         stages_trained=state.trained,
         wall_seconds=time.perf_counter() - started,
+        baselines=constant_baselines(config),
+        teacher_margin=TEACHER_MARGIN,
     )
     return results

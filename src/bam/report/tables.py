@@ -137,6 +137,35 @@ def read_results(path: Path, whole_run: bool = False) -> dict[str, Any]:
     return results
 
 
+def teacher_check(results: dict[str, Any], markdown: bool = True) -> str:
+    """Each teacher against the constant prediction (``details.baselines``; runs from before it was
+    recorded have none: ""), flagging one that does not clear it by ``details.teacher_margin``."""
+    details = results.get("details") or {}
+    baselines, single = details.get("baselines"), results["methods"].get("single")
+    if not isinstance(baselines, dict) or not baselines or not single:
+        return ""
+    margin = float(details.get("teacher_margin", 0.0))
+    rows, flagged = [], []
+    for task, floor in baselines.items():
+        if task in single:
+            lead = single[task] - floor
+            verdict = "ok" if lead >= margin else f"BELOW: less than {margin:g} points above the constant"
+            flagged += [] if lead >= margin else [_label(task)]
+            rows.append((_label(task), floor, single[task], lead, verdict))
+    if markdown:
+        lines = ["| task | constant prediction | teacher (Single) | lead | |", "|---|---:|---:|---:|---|"]
+        lines += [f"| {t} | {f:.2f} | {s:.2f} | {d:+.2f} | {v} |" for t, f, s, d, v in rows]
+    else:
+        lines = [f"{t:<6} constant {f:6.2f}  teacher {s:6.2f}  lead {d:+6.2f}  {v}" for t, f, s, d, v in rows]
+    if flagged:
+        lines += [
+            "",
+            f"Teacher(s) of {', '.join(flagged)} at or near chance: distilling from a teacher "
+            "at chance teaches nothing, so BAM's targets there are noise.",
+        ]
+    return "\n".join(lines)
+
+
 def write_report(root: Path, results: dict[str, Any]) -> Path:
     """``report.md``: the table (medians over seeds), per-seed tables, plots, and every setting used."""
     from bam.report.plots import write_plots  # matplotlib only when a report is written
@@ -155,6 +184,8 @@ def write_report(root: Path, results: dict[str, Any]) -> Path:
     ]
     versus = bam_versus(results["methods"])
     parts += [versus, ""] if versus else []
+    check = teacher_check(results)
+    parts += ["## Teachers against the constant prediction", "", check, ""] if check else []
     if len(seeds) > 1:
         parts += [seed_statistics(details["per_seed"]), ""]
         for seed, methods in sorted(details["per_seed"].items(), key=lambda item: int(item[0])):

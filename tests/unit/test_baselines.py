@@ -1,0 +1,28 @@
+"""The constant prediction each teacher must beat, and the report's flag for one that does not."""
+
+from __future__ import annotations
+
+import pytest
+
+from bam.config.run import load_run_config
+from bam.experiment.baselines import constant_baselines
+from bam.report.tables import teacher_check
+
+
+def test_constant_baselines_of_the_demo_tasks() -> None:
+    baselines = constant_baselines(load_run_config("demo", None, []))
+    # RTE dev: 146 of 277 rows are the training majority; MRPC: 279 of 408 paraphrases; STS-B: no
+    # correlation for a constant score.
+    assert baselines == pytest.approx({"rte": 100 * 146 / 277, "mrpc": 100 * 279 / 408, "stsb": 0.0})
+
+
+def test_a_teacher_near_chance_is_flagged_and_old_results_show_nothing() -> None:
+    results = {
+        "methods": {"single": {"rte": 53.5, "mrpc": 80.0, "avg": 66.8}, "bam": {"rte": 60.0, "avg": 60.0}},
+        "details": {"baselines": {"rte": 52.7, "mrpc": 68.4}, "teacher_margin": 2.0},
+    }
+    text = teacher_check(results)
+    rte, mrpc = (line for line in text.splitlines() if line.startswith(("| RTE", "| MRPC")))
+    assert "BELOW" in rte and "ok" in mrpc
+    assert "Teacher(s) of RTE at or near chance" in text
+    assert teacher_check({"methods": results["methods"], "details": {}}) == ""  # before baselines
