@@ -148,18 +148,22 @@ RUN = [
 ]
 
 
-def test_bam_run_killed_mid_stage_resumes_to_identical_results(tmp_path: Path, env: dict[str, str]) -> None:
-    ref, out = tmp_path / "ref", tmp_path / "out"
-    _finish(["run", "--preset", "smoke", "--output", str(ref), "-q", *RUN], env)
-    argv = ["run", "--preset", "smoke", "--output", str(out), "-q", *RUN]
+def _listing(root: Path) -> list[str]:
+    """Every file and folder under ``root``, relative to it (stage folders are named by their key)."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
-    def bam_stage_checkpointed() -> bool:
-        return any(_step(p / "checkpoint") > 0 for p in (out / "stages").glob("bam-all-*"))
 
-    _kill_when(_start(argv, env), bam_stage_checkpointed)
-    assert not (out / "results.json").exists()
-    _finish(argv, env)
+def _leftovers(root: Path) -> list[str]:
+    """What a finished run folder must not hold: locks, temporary files, checkpoints."""
+    return [
+        name
+        for name in _listing(root)
+        if any(part.startswith(".") or part == "checkpoint" for part in Path(name).parts)
+    ]
 
+
+def _same_results(ref: Path, out: Path) -> None:
+    """The resumed run has the unbroken run's scores, stages, weights and files, and nothing more."""
     results_ref, results = (json.loads((x / "results.json").read_text()) for x in (ref, out))
     assert results["methods"] == results_ref["methods"]
     stages_ref, stages = results_ref["details"]["stages"]["13"], results["details"]["stages"]["13"]
@@ -169,3 +173,86 @@ def test_bam_run_killed_mid_stage_resumes_to_identical_results(tmp_path: Path, e
     for method in ("single", "multi", "bam"):
         for a, b in zip(stages_ref[method], stages[method], strict=True):
             _same_run(Path(a), Path(b))
+    assert _leftovers(out) == []
+    assert _listing(out) == _listing(ref)
+
+
+@pytest.fixture(scope="module")
+def run_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """One tokenization cache for the module's runs (it lives outside the run folders)."""
+    cache = str(tmp_path_factory.mktemp("cache"))
+    return {**os.environ, "BAM_CACHE": cache, "PYTHONHASHSEED": "0", "CUDA_VISIBLE_DEVICES": ""}
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory: pytest.TempPathFactory, run_env: dict[str, str]) -> Path:
+    """An unbroken ``bam run --preset smoke`` (one task), as every resumed run must end."""
+    ref = tmp_path_factory.mktemp("reference") / "run"
+    _finish(["run", "--preset", "smoke", "--output", str(ref), "-q", *RUN], run_env)
+    assert _leftovers(ref) == []
+    return ref
+
+
+def test_bam_run_killed_mid_stage_resumes_to_identical_results(
+    tmp_path: Path, run_env: dict[str, str], reference_run: Path
+) -> None:
+    out = tmp_path / "out"
+    argv = ["run", "--preset", "smoke", "--output", str(out), "-q", *RUN]
+
+    def bam_stage_checkpointed() -> bool:
+        return any(_step(p / "checkpoint") > 0 for p in (out / "stages").glob("bam-all-*"))
+
+    _kill_when(_start(argv, run_env), bam_stage_checkpointed)
+    assert not (out / "results.json").exists()
+    _finish(argv, run_env)
+    _same_results(reference_run, out)
+
+
+# Where the process kills itself (bam.fileio's BAM_FAULT_INJECT hook: KILL just before an atomic
+# write's rename, KILL_AFTER just after it), and the litter that kill leaves for the resume.
+KILL_POINTS = {
+    "teacher-checkpoint-half-written": (
+        "KILL:*/stages/teacher-*/checkpoint",
+        "stages/teacher-*/.checkpoint.*.tmp",
+    ),
+    "teacher-recorded-not-tidied": (
+        "KILL_AFTER:*/stages/teacher-*/train_done.json",
+        "stages/teacher-*/checkpoint",
+    ),
+    "teacher-outputs-half-written": (
+        "KILL:*/stages/teacher-*/outputs-*.safetensors",
+        "stages/teacher-*/.outputs-*.tmp",
+    ),
+    "student-model-half-written": ("KILL:*/stages/bam-all-*/model", "stages/bam-all-*/.model.*.tmp"),
+    "student-checkpoint-just-committed": (
+        "KILL_AFTER:*/stages/bam-all-*/checkpoint",
+        "stages/bam-all-*/.lock",
+    ),
+    "multi-recorded-not-tidied": (
+        "KILL_AFTER:*/stages/multi-all-*/train_done.json",
+        "stages/multi-all-*/.lock",
+    ),
+    "seed-results-half-written": ("KILL:*/seeds/13/results.json", "seeds/13/.results.json.*.tmp"),
+    "report-half-written": ("KILL:*/out/report.md", ".report.md.*.tmp"),
+}
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_bam_run_killed_at_each_write_resumes_and_leaves_nothing_behind(
+    tmp_path: Path, run_env: dict[str, str], reference_run: Path, point: str
+) -> None:
+    """``kill -9`` at a write of each kind, then the same command: the unbroken run's results and
+    files, and not one leftover (no lock, temporary file or checkpoint)."""
+    hook, litter = KILL_POINTS[point]
+    out = tmp_path / "out"
+    argv = ["run", "--preset", "smoke", "--output", str(out), "-q", *RUN]
+    killed = subprocess.run(
+        [sys.executable, "-m", "bam.cli", *argv],
+        env={**run_env, "BAM_FAULT_INJECT": hook},
+        capture_output=True,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    assert list(out.glob(litter)), f"the kill left no {litter}: {_listing(out)}"
+    _finish(argv, run_env)
+    _same_results(reference_run, out)
