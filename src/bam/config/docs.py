@@ -59,6 +59,10 @@ TRAIN_DOCS = {
     "seed": "random seed of the weights of the heads, dropout and batch order",
     "num_threads": "torch intra-op threads; 0: torch's default",
     "log_with": "trackers for losses and λ, e.g. [tensorboard] (bam-nlu[tensorboard])",
+    "precision": "auto, fp32, bf16 or fp16; auto: bf16 where the device has bf16 units",
+    "gradient_accumulation_steps": "each batch in this many slices, one optimizer step (less memory)",
+    "compile": "torch.compile the encoder (GPU runs)",
+    "attention": "the encoder's attention kernel (transformers' attn_implementation: sdpa, eager)",
     "cv_folds": "split the training rows in this many folds and leave one out (0: off)",
     "cv_holdout": "the fold left out when cv_folds is set",
 }
