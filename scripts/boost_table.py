@@ -1,6 +1,6 @@
 """The CoLA boost at ×1.5 and ×2 beside BAM and Single, seed by seed, from the committed results.
 
-Run from anywhere: ``python results/glue5-cpu/boost_table.py``. It reads only results.json files
+Run from anywhere: ``python scripts/boost_table.py``. It reads only results.json files
 kept here: the main table's seeds (Single, BAM) and the boost runs under ablations/ (each its own
 ``bam run`` folder, so they are not merged: seeds 1 and 2 ran with ``train.dropout_rng=torch``,
 seeds 4 and 5 without). A boost is compared with BAM and Single on the seeds it ran on only.
@@ -14,7 +14,7 @@ import json
 import statistics
 from pathlib import Path
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1] / "results" / "glue5-cpu"  # the runs it tabulates
 TASKS = ["cola", "sst2", "mrpc", "stsb", "rte", "avg"]
 RULE = "|---|---:|---:|---:|---:|---:|---:|"
 BOOSTS = {  # method → the folder holding each seed's run of it

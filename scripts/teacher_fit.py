@@ -6,7 +6,7 @@ that case. This prints, for every teacher stage of a run folder that recorded ou
 on the rows it was trained on (the task's dev metric) next to its dev score, and for cross-fitted
 outputs their score on every training row (each row labelled by the teacher that never saw it):
 
-    python results/glue5-cpu/teacher_fit.py runs/glue5-cpu/stages
+    python scripts/teacher_fit.py runs/glue5-cpu/stages
 """
 
 from __future__ import annotations
