@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -30,6 +29,7 @@ import torch
 from bam.data.examples import Examples
 from bam.data.features import tokenize
 from bam.errors import BamError
+from bam.fileio import atomic_writer, write_error
 from bam.inference.forward import predict_heads_outputs
 from bam.inference.predict_input import (
     Reading,
@@ -286,66 +286,37 @@ def _texts_to_columns(texts: list[str] | list[tuple[str, str]]) -> tuple[list[st
     return tuple([row[c] for row in rows] for c in range(width))
 
 
-class _Lines:
-    """Lines written to a handle; a failed write (a full disk) is a one-line error naming ``name``."""
+class _Spool:
+    """Lines for stdout, held in an anonymous temporary file until every row is answered; a
+    failed write (a full disk) is a one-line error."""
 
-    def __init__(self, handle: IO[str], name: str | Path):
-        self.handle, self.name = handle, name
+    def __init__(self, handle: IO[str]):
+        self.handle = handle
 
     def write(self, line: str) -> None:
         try:
             self.handle.write(line)
         except OSError as err:
-            raise _cannot_write(self.name, err) from None
-
-
-def _cannot_write(name: str | Path, err: OSError) -> BamError:
-    return BamError(f"{name}: cannot write ({err.strerror or type(err).__name__})")
+            raise write_error("<stdout> (its temporary file)", err) from None
 
 
 @contextlib.contextmanager
-def _output(path: str | None) -> Iterator[_Lines]:
+def _output(path: str | None) -> Iterator[IO[str] | _Spool]:
     """Lines that appear at ``path`` (or on stdout) only if the block succeeds.
 
-    A file is written under a temporary name beside it and renamed at the end; stdout's rows are
-    spooled to an anonymous temporary file first, so an error in the last row prints nothing
-    either. Neither holds the output in memory.
+    A file is written by :func:`bam.fileio.atomic_writer` (a temporary name beside it, renamed at
+    the end); stdout's rows are spooled to an anonymous temporary file first, so an error in the
+    last row prints nothing either. Neither holds the output in memory.
     """
     if path is None or path == "-":
         with tempfile.TemporaryFile("w+", encoding="utf-8", newline="\n") as spool:
-            yield _Lines(spool, "<stdout> (its temporary file)")
+            yield _Spool(spool)
             spool.seek(0)
             shutil.copyfileobj(spool, sys.stdout)
             sys.stdout.flush()
         return
-    target = Path(path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as err:
-        raise _cannot_write(target, err) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            yield _Lines(handle, target)
-            try:
-                handle.flush()
-                os.fsync(handle.fileno())
-                os.fchmod(handle.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600
-            except OSError as err:
-                raise _cannot_write(target, err) from None
-        try:
-            os.replace(tmp, target)
-        except OSError as err:  # a folder in the way, no permission
-            raise _cannot_write(target, err) from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    with atomic_writer(path) as handle:
+        yield handle
 
 
 def predict_file(
