@@ -29,7 +29,7 @@ from bam.inference.forward import predict_outputs
 from bam.model import load_bam_model
 from bam.precision import inference_precision
 from bam.tasks import get_task
-from bam.train.checkpoint import run_key, run_keys
+from bam.train.keys import run_key, run_keys
 
 OOF = "methods.oof={lambda_schedule: linear, teacher_folds: 2}"
 

@@ -12,7 +12,7 @@ import torch
 from bam.cli.app import main
 from bam.config.train import TrainConfig, build_dataclass
 from bam.precision import resolve_precision
-from bam.train.checkpoint import run_keys
+from bam.train.keys import run_keys
 
 pytestmark = pytest.mark.slow
 

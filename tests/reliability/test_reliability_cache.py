@@ -27,7 +27,8 @@ from bam.fileio import exclusive_folder
 from bam.model import load_encoder
 from bam.tasks import get_task
 from bam.train import checkpoint, loop
-from bam.train.checkpoint import checkpoint_progress, run_key
+from bam.train.checkpoint import checkpoint_progress
+from bam.train.keys import run_key
 from bam.train.loop import train
 from tests import helpers
 from tests.helpers import TINY

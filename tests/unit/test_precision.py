@@ -11,7 +11,7 @@ from bam import precision as precision_module
 from bam.config.train import TrainConfig
 from bam.errors import BamError
 from bam.precision import inference_precision, native_bf16, resolve_precision
-from bam.train.checkpoint import keyed_settings
+from bam.train.keys import keyed_settings
 
 CPU = torch.device("cpu")
 

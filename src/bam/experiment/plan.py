@@ -200,7 +200,7 @@ def _order_line(teachers: int, students: int, seeds: int, jobs: int) -> str:
 
 def stage_status(folder: Path) -> tuple[bool, str]:
     """Whether the stage in ``folder`` is trained, and a few words on where it stands."""
-    done = finished_run(folder)
+    done = finished_run(folder, tidy=False)  # a dry run writes nothing
     if done is not None:
         return True, f"trained ({done.get('seconds', 0.0):,.0f} s)"
     progress = checkpoint_progress(folder)

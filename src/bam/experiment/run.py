@@ -2,7 +2,7 @@
 
 The run is its stage graph (:mod:`bam.experiment.graph`), built once and trained wave by wave.
 Each stage lives in ``DIR/stages/<label>-<fingerprint>/`` where the fingerprint covers everything
-that produced it (:func:`bam.train.checkpoint.run_keys`: the settings that decide its weights, its training
+that produced it (:func:`bam.train.keys.run_keys`: the settings that decide its weights, its training
 and dev rows, the encoder's files, and for students the teacher outputs they read). A second run
 with the same configuration reuses every finished stage; a changed setting gets a new
 fingerprint, so only the stages that depend on it run again. A killed run resumes: finished

@@ -1,6 +1,6 @@
 """Where a stage of the graph lives, ``stages/<label>-<key>``, and the teacher-output files it reads.
 
-A stage's key covers what it reads (:func:`bam.train.checkpoint.run_keys`), so a stage that
+A stage's key covers what it reads (:func:`bam.train.keys.run_keys`), so a stage that
 reads others is placed only once they are trained: its ``reads`` are turned into files here
 (recorded first, unless only looking), then its folder follows. Shared by ``bam run`` and
 ``--dry-run``, which must name the same folders.

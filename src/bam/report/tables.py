@@ -128,13 +128,35 @@ def read_results(path: Path, whole_run: bool = False) -> dict[str, Any]:
     ):
         raise BamError(f"{path}: 'methods' must map each method to its scores (not a bam results file)")
     if whole_run:
-        details = results.get("details")
-        wanted = {"seeds": list, "per_seed": dict, "stage_seconds": dict, "config": dict}
-        for key, kind in wanted.items():
-            if not isinstance(details, dict) or not isinstance(details.get(key), kind):
-                wrong = f"details.{key} is missing or not a {kind.__name__}"
-                raise BamError(f"{path}: {wrong}; --compare-only prints its table")
+        _check_details(path, results.get("details"))
+        lacking = [method for method, scores in methods.items() if "avg" not in scores]
+        if lacking:  # the report compares methods by it
+            raise BamError(f"{path}: method {lacking[0]!r} has no 'avg' score (not a bam results file)")
     return results
+
+
+def _check_details(path: Path, details: Any) -> None:
+    """What the report reads of ``details``, each field by its name: never a traceback."""
+    wanted = {"seeds": list, "per_seed": dict, "stage_seconds": dict, "config": dict}
+    for key, kind in wanted.items():
+        if not isinstance(details, dict) or not isinstance(details.get(key), kind):
+            wrong = f"details.{key} is missing or not a {kind.__name__}"
+            raise BamError(f"{path}: {wrong}; --compare-only prints its table")
+    assert isinstance(details, dict)
+    problems = {
+        "details.seeds": not details["seeds"],
+        "details.stage_seconds": not all(
+            isinstance(v, int | float) for v in details["stage_seconds"].values()
+        ),
+        "details.wall_seconds": "wall_seconds" in details
+        and not isinstance(details["wall_seconds"], int | float),
+        "details.merged_from": "merged_from" in details and not isinstance(details["merged_from"], dict),
+    }
+    for key, wrong in problems.items():
+        if wrong:
+            raise BamError(
+                f"{path}: {key} is empty or not of the right type; --compare-only prints its table"
+            )
 
 
 def teacher_check(results: dict[str, Any], markdown: bool = True) -> str:

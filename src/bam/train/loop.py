@@ -36,7 +36,7 @@ from bam.model import MODEL_DIR, MODEL_FILE, BamModel, save_bam_model
 from bam.precision import autocast
 from bam.progress import progress_bar
 from bam.train.batch_loss import batch_loss
-from bam.train.checkpoint import CHECKPOINT_DIR, DONE_FILE, check_output_dir, finished_run, remove_checkpoint
+from bam.train.checkpoint import CHECKPOINT_DIR, DONE_FILE, check_output_dir, finished_run, tidy_finished_dir
 from bam.train.checkpoint import save_checkpoint as write_checkpoint
 from bam.train.setup import Run, read_run, set_up
 
@@ -92,7 +92,7 @@ def train(
 
     Resumes from ``output_dir/checkpoint`` after a crash or ``kill -9`` (on CPU the results are
     those of an unbroken run), returns the stored result of a finished run with the same key
-    (:func:`~bam.train.checkpoint.run_keys`), and refuses a folder holding a run of other
+    (:func:`~bam.train.keys.run_keys`), and refuses a folder holding a run of other
     settings, data or model, or one that another process is training. ``on_start`` runs once the
     data has been read and the run will train, so that what it prints never precedes a data
     error or a stored result. ``evaluator`` replaces the dev evaluation (no dev rows are read).
@@ -332,7 +332,7 @@ def finish(run: Run, started: float) -> TrainResult:
                 **run.precision.record(),
             },
         )
-        remove_checkpoint(run.output_dir / CHECKPOINT_DIR)
+        tidy_finished_dir(run.output_dir)  # no checkpoint, no temporary file left
     return result
 
 

@@ -36,7 +36,8 @@ from bam.tasks import check_task_keys, check_task_spelling, get_task
 from bam.tasks.spec import TaskSpec
 from bam.train.averaging import weight_average
 from bam.train.batch_loss import TaskData, load_task_data
-from bam.train.checkpoint import CHECKPOINT_DIR, CONFIG_FILE, load_checkpoint, run_keys, tidy_output_dir
+from bam.train.checkpoint import CHECKPOINT_DIR, CONFIG_FILE, load_checkpoint, tidy_output_dir
+from bam.train.keys import run_keys
 from bam.train.optim import build_optimizer, build_scheduler
 
 FRESH_PROGRESS: dict[str, Any] = {
@@ -56,7 +57,7 @@ class RunRows:
 
     tasks: list[TaskSpec]
     rows: list[Examples]
-    keys: list[str]  # today's key first (bam.train.checkpoint.run_keys)
+    keys: list[str]  # today's key first (bam.train.keys.run_keys)
 
 
 @dataclass
