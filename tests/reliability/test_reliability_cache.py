@@ -26,7 +26,7 @@ from bam.experiment.run import progress_line, run
 from bam.fileio import exclusive_folder
 from bam.model import load_encoder
 from bam.tasks import get_task
-from bam.train import checkpoint, loop
+from bam.train import checkpoint, keys, loop
 from bam.train.checkpoint import checkpoint_progress
 from bam.train.keys import run_key
 from bam.train.loop import train
@@ -198,7 +198,7 @@ def test_run_key_follows_data_model_and_teacher_outputs(tmp_path: Path) -> None:
     assert run_key(config) != key
     key = run_key(config)
     model = tmp_path / "encoder"  # a local encoder folder: config and tokenizer (random_init)
-    packaged = Path(checkpoint.resolve_encoder_path("minilm-l6"))
+    packaged = Path(keys.resolve_encoder_path("minilm-l6"))
     model.mkdir()
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt"):
         shutil.copy(packaged / name, model / name)

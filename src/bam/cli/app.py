@@ -90,6 +90,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from bam.model import load_bam_model, pad_id, resolve_model_dir
 
     at_least_one("--batch-size", args.batch_size)
+    from bam.precision import inference_precision
     from bam.tasks import get_task
 
     model_dir = resolve_model_dir(args.model)
@@ -101,7 +102,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise BamError(f"{model_dir}: no head for task {missing[0]} (it has: {', '.join(model.head_specs)})")
     max_length = meta.get("train_config", {}).get("max_length", 128)
     splits = load_eval_splits(tasks, args.data_dir, tokenizer, max_length)
-    results = evaluate(model, splits, pad_id(tokenizer), args.batch_size)
+    precision = inference_precision(meta.get("precision"), next(model.parameters()).device)  # as trained
+    results = evaluate(model, splits, pad_id(tokenizer), args.batch_size, precision)
     report = {"model": str(model_dir), "metrics": results, **summarize(results, tasks)}
     out = Path(args.output) if args.output else model_dir.parent / "eval_results.json"
     atomic_write_json(out, report)

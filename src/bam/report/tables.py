@@ -143,7 +143,7 @@ def _check_details(path: Path, details: Any) -> None:
             wrong = f"details.{key} is missing or not a {kind.__name__}"
             raise BamError(f"{path}: {wrong}; --compare-only prints its table")
     assert isinstance(details, dict)
-    problems = {
+    problems: dict[str, bool] = {
         "details.seeds": not details["seeds"],
         "details.stage_seconds": not all(
             isinstance(v, int | float) for v in details["stage_seconds"].values()
@@ -152,8 +152,8 @@ def _check_details(path: Path, details: Any) -> None:
         and not isinstance(details["wall_seconds"], int | float),
         "details.merged_from": "merged_from" in details and not isinstance(details["merged_from"], dict),
     }
-    for key, wrong in problems.items():
-        if wrong:
+    for key, bad in problems.items():
+        if bad:
             raise BamError(
                 f"{path}: {key} is empty or not of the right type; --compare-only prints its table"
             )
