@@ -20,12 +20,11 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 
 import torch
 
 from bam.config.train import PRECISIONS
+from bam.cpu.machine import cpu_flags
 from bam.errors import BamError
 
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 AVX-512 BF16 / AMX; Arm's BF16 ("bf16")
@@ -48,22 +47,6 @@ class Precision:
 
 
 FP32 = Precision("fp32", "default")
-
-
-@lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (Linux ``flags``/``Features`` lines); empty where unreadable."""
-    cpuinfo = Path("/proc/cpuinfo")
-    try:
-        lines = cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return frozenset()
-    flags: set[str] = set()
-    for line in lines:
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            flags.update(value.split())
-    return frozenset(flags)
 
 
 def native_bf16(device: torch.device) -> tuple[bool, str]:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from bam.cli.commands import COMMANDS
-from bam.cli.options import add_common, at_least_one
+from bam.cli.options import add_common, add_model, at_least_one
 from bam.config.docs import help_epilog
 from bam.errors import BamError
 
@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="dev-set metrics of a trained model, as JSON")
-    p.add_argument("--model", required=True, help="model folder (or a training output folder)")
+    add_model(p)
     p.add_argument("--task", action="append", help="tasks to evaluate (default: all of the model's)")
     p.add_argument("--data-dir", help="GLUE folder, or 'hub' (default: the vendored copy)")
     p.add_argument("--output", help="JSON file to write (default: eval_results.json beside the model)")

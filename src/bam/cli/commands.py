@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bam.cli.options import add_common, at_least_one
+from bam.cli.options import add_common, add_model, at_least_one
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -111,7 +111,7 @@ def register_predict(sub: argparse._SubParsersAction) -> None:
         epilog=PREDICT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, help="model folder (or a training output folder)")
+    add_model(p)
     p.add_argument(
         "--task",
         required=True,
@@ -128,7 +128,7 @@ def register_predict(sub: argparse._SubParsersAction) -> None:
 
 def register_submit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("submit", help="GLUE leaderboard files (a zip) from a model's test predictions")
-    p.add_argument("--model", required=True, help="model folder (or a training output folder)")
+    add_model(p)
     p.add_argument("--out", required=True, help="zip file to write, e.g. glue.zip")
     p.add_argument("--data-dir", help="GLUE folder, or 'hub' (default: the vendored copy)")
     add_common(p)
@@ -139,7 +139,7 @@ def register_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export", help="a model for standard tools (transformers, ONNX) or every head, with a model card"
     )
-    p.add_argument("--model", required=True, help="model folder (or a training output folder)")
+    add_model(p)
     p.add_argument("--task", required=True, help="the task whose head to export, or 'all' for every head")
     p.add_argument("--out", required=True, help="folder to write")
     p.add_argument(

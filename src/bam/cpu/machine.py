@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import psutil
@@ -20,12 +21,32 @@ log = logging.getLogger("bam")
 BUSY_SHARE = 0.3  # other processes using more of the machine than this: warn
 
 
+def _cpuinfo() -> list[tuple[str, str]]:
+    """``(key, value)`` lines of Linux's ``/proc/cpuinfo`` (the kernel's, on every Linux machine);
+    none elsewhere or when unreadable, and callers fall back."""
+    cpuinfo = Path("/proc/cpuinfo")
+    try:
+        lines = (
+            cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines() if cpuinfo.is_file() else []
+        )
+    except OSError:
+        return []
+    pairs = (line.partition(":") for line in lines)
+    return [(key.strip(), value.strip()) for key, sep, value in pairs if sep]
+
+
 def cpu_name() -> str:
     """The processor's model name (Linux), else what ``platform`` knows: for provenance lines."""
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
-    models = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    models = [value for key, value in _cpuinfo() if key == "model name"]
     return models[0] if models else (platform.processor() or "CPU")
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (x86 ``flags``, Arm ``Features``); empty where unreadable."""
+    return frozenset(
+        flag for key, value in _cpuinfo() if key in ("flags", "Features") for flag in value.split()
+    )
 
 
 def hardware(device: torch.device, processes: int) -> str:

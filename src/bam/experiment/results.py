@@ -11,7 +11,6 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from bam.errors import BamError
 from bam.fileio import atomic_write_json, claim_folder, fingerprint
 
 RUN_FILE = "bam_run.json"  # marks a folder as a bam run and holds its configuration
@@ -38,8 +37,6 @@ def claim_run_folder(root: Path, overwrite: bool, remedy: str = "use --overwrite
     A folder holding only ``stages`` (say, a link to another run's stages) is a run to be: stages
     are keyed by content, so a second configuration (an ablation) reuses the first one's teachers
     without rewriting that run's results."""
-    if root.exists() and not root.is_dir():
-        raise BamError(f"{root}: is a file, not a run folder")
     claim_folder(
         root,
         overwrite,

@@ -178,10 +178,10 @@ def take_step(run: Run, batch: PlannedBatch, step: int, lam: float) -> StepInfo:
     world, rank = accelerator.num_processes, accelerator.process_index
     began = time.perf_counter()
     mine = np.arange(rank, len(batch.rows), world)
+    lengths = _row_lengths(run, batch.task_ids[mine], batch.rows[mine])
     slices = [s for s in np.array_split(mine, run.config.gradient_accumulation_steps) if len(s)]
     loss_sum = torch.zeros((), device=accelerator.device)
     per_task: dict[str, tuple[float, int]] = {}
-    padded = 0
     for number, part in enumerate(slices):
         task_ids, rows = batch.task_ids[part], batch.rows[part]
         last = number == len(slices) - 1
@@ -197,7 +197,6 @@ def take_step(run: Run, batch: PlannedBatch, step: int, lam: float) -> StepInfo:
         for name, (total, count) in task_losses.items():
             seen = per_task.get(name, (0.0, 0))
             per_task[name] = (seen[0] + total, seen[1] + count)
-        padded += len(rows) * max(run.lengths[t][r] for t, r in zip(task_ids, rows, strict=True))
     if run.scaler is not None:
         run.scaler.unscale_(optimizer)  # clip the true gradients
     accelerator.clip_grad_norm_(model.parameters(), run.config.max_grad_norm)
@@ -217,7 +216,8 @@ def take_step(run: Run, batch: PlannedBatch, step: int, lam: float) -> StepInfo:
             f"step {step + 1}: the training loss is {step_loss} (training diverged; "
             f"try a lower learning_rate than {run.config.learning_rate:g})"
         )
-    tokens = [int(run.lengths[t][r]) for t, r in zip(batch.task_ids[mine], batch.rows[mine], strict=True)]
+    # Each slice is padded to its longest row (bam.data.batching.collate).
+    padded = sum(len(part) * int(part.max()) for part in np.array_split(lengths, len(slices)))
     return StepInfo(
         step=step + 1,
         total_steps=run.total_steps,
@@ -225,12 +225,21 @@ def take_step(run: Run, batch: PlannedBatch, step: int, lam: float) -> StepInfo:
         lam=lam,
         lr=lr,
         rows=len(batch.rows),
-        tokens=tokens,
+        tokens=lengths.tolist(),
         padded_tokens=padded,
         seconds=time.perf_counter() - began,
         started=began,
         per_task={name: total / count for name, (total, count) in per_task.items()},
     )
+
+
+def _row_lengths(run: Run, task_ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Tokens in each of a batch's rows, unpadded: one lookup per task, not per row."""
+    lengths = np.empty(len(rows), dtype=np.int64)
+    for task in np.unique(task_ids):
+        where = task_ids == task
+        lengths[where] = run.data[task].features.lengths[rows[where]]
+    return lengths
 
 
 def _record_step(run: Run, info: StepInfo, bar: Any) -> None:

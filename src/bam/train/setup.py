@@ -12,7 +12,7 @@ import contextlib
 import math
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from bam.fileio import atomic_write_json, exclusive_folder
 from bam.inference.evaluate import EvalSplit, load_eval_splits
 from bam.model import BamModel, build_model, default_device, pad_id
 from bam.precision import Precision, allow_tf32, resolve_precision
-from bam.tasks import check_task_keys, check_task_spelling, get_task
+from bam.tasks import check_per_task_keys, get_task
 from bam.tasks.spec import TaskSpec
 from bam.train.averaging import weight_average
 from bam.train.batch_loss import TaskData, load_task_data
@@ -84,8 +84,8 @@ class Run:
     eval_every: int
     shares: dict[str, float]
     log_with: list[str]
-    progress: dict[str, Any] = field(default_factory=lambda: dict(FRESH_PROGRESS))
-    earlier_seconds: float = 0.0  # wall time of the attempts this run resumes
+    progress: dict[str, Any]  # what a checkpoint stores: step, best, history, counters
+    earlier_seconds: float  # wall time of the attempts this run resumes
 
     @property
     def lengths(self) -> list[Any]:
@@ -106,10 +106,7 @@ def read_run(config: TrainConfig) -> RunRows:
         raise BamError("tasks: at least one task is needed")
     trained = [task.name for task in tasks]
     check_named_once("tasks", trained)
-    check_task_keys("teacher_outputs", config.teacher_outputs, trained)
-    check_task_keys("sampling_boost", config.sampling_boost, trained)
-    check_task_spelling("train_cap", config.train_cap)
-    check_task_spelling("both_orders", config.both_orders)
+    check_per_task_keys(config, trained)
     check_trackers(config.log_with)  # TensorBoard is an extra: refused now, not silently skipped
     rows = [training_rows(task, config) for task in tasks]
     return RunRows(tasks, rows, run_keys(config, rows))
@@ -209,7 +206,7 @@ def set_up(
     accelerator.wait_for_everyone()
     average = weight_average(model, config.ema_decay)
     restored = load_checkpoint(output_dir / CHECKPOINT_DIR, model, optimizer, rows.keys, average)
-    progress = restored or dict(FRESH_PROGRESS, history=[])
+    progress = restored or {**FRESH_PROGRESS, "history": []}
     scheduler = build_scheduler(optimizer, total_steps, config.warmup_fraction)
     with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended here
         warnings.simplefilter("ignore", UserWarning)
