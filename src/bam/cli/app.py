@@ -88,11 +88,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from bam.fileio import atomic_write_json
     from bam.inference.evaluate import evaluate, load_eval_splits, summarize
     from bam.model import load_bam_model, pad_id, resolve_model_dir
-
-    at_least_one("--batch-size", args.batch_size)
     from bam.precision import inference_precision
     from bam.tasks import get_task
 
+    if args.batch_size is not None:
+        at_least_one("--batch-size", args.batch_size)
     model_dir = resolve_model_dir(args.model)
     model, tokenizer, meta = load_bam_model(model_dir, trust_remote_code=args.trust_remote_code)
     names = args.task or list(model.head_specs)
@@ -101,9 +101,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if missing:
         raise BamError(f"{model_dir}: no head for task {missing[0]} (it has: {', '.join(model.head_specs)})")
     max_length = meta.get("train_config", {}).get("max_length", 128)
+    # As training scored it: the same precision and batches give the same numbers.
+    batch_size = args.batch_size or meta.get("train_config", {}).get("eval_batch_size", 128)
     splits = load_eval_splits(tasks, args.data_dir, tokenizer, max_length)
     precision = inference_precision(meta.get("precision"), next(model.parameters()).device)  # as trained
-    results = evaluate(model, splits, pad_id(tokenizer), args.batch_size, precision)
+    results = evaluate(model, splits, pad_id(tokenizer), batch_size, precision)
     report = {"model": str(model_dir), "metrics": results, **summarize(results, tasks)}
     out = Path(args.output) if args.output else model_dir.parent / "eval_results.json"
     atomic_write_json(out, report)
@@ -212,7 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", action="append", help="tasks to evaluate (default: all of the model's)")
     p.add_argument("--data-dir", help="GLUE folder, or 'hub' (default: the vendored copy)")
     p.add_argument("--output", help="JSON file to write (default: eval_results.json beside the model)")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument(
+        "--batch-size", type=int, help="rows per batch (default: the batch its training evaluated with)"
+    )
     p.add_argument("--trust-remote-code", action="store_true")
     add_common(p)
     p.set_defaults(func=cmd_evaluate)
