@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from bam.config.run import load_run_config
-from bam.experiment.graph import Read, Reads, Role, build_graph
+from bam.experiment.graph import Read, Reads, Role, SeedGraph, build_graph
+from bam.experiment.stages import place
 
 PRESETS = Path(__file__).resolve().parents[2] / "src" / "bam" / "config" / "presets"
 # Per shipped preset: its tasks, seeds and student methods (all distil from one teacher per task,
@@ -141,3 +142,21 @@ def test_a_custom_task_is_labelled_by_its_name_and_trained_from_its_file(tmp_pat
     bam = seed.stage("bam-all-s13")
     assert (bam.tasks, list(bam.reads)) == (("rte", "reviews"), ["rte", "reviews"])
     assert bam.reads["reviews"] == Reads(Read.AVERAGE, ("teacher-reviews-s13",))
+
+
+def test_per_task_teacher_settings_change_that_task_s_teachers_and_their_keys_only(tmp_path: Path) -> None:
+    overrides = ["methods.ens={lambda_schedule: linear, teachers: 2}"]
+    before = build_graph(load_run_config("smoke", None, overrides)).seeds[0]
+    longer = load_run_config("smoke", None, [*overrides, "teacher.per_task.rte.epochs=10"])
+    after = build_graph(longer).seeds[0]
+    assert [s.label for s in before.stages] == [s.label for s in after.stages]
+    changed = [s.label for s, t in zip(before.stages, after.stages, strict=True) if s.config != t.config]
+    assert changed == ["teacher-rte-s13", "teacher-rte-s1013"]  # Single's teacher and the ensemble member
+    assert after.stage("teacher-rte-s1013").config.epochs == 10.0
+
+    def folders(seed: SeedGraph) -> list[str]:
+        return [place(s, tmp_path, {}, record=False)[0].name for s in seed.stages if s.role.is_teacher]
+
+    moved = set(folders(before)) ^ set(folders(after))
+    labels = sorted(name.rsplit("-", 1)[0] for name in moved)  # each teacher's folder before and after
+    assert labels == ["teacher-rte-s1013"] * 2 + ["teacher-rte-s13"] * 2

@@ -19,6 +19,7 @@ from bam.config.run import (
     STAGE_FIELDS,
     STUDENT_DEFAULTS,
     TEACHER_DEFAULTS,
+    TEACHER_KEYS,
     RunConfig,
     preset_path,
 )
@@ -81,6 +82,9 @@ METHOD_DOCS = {
     "teachers": "distil from the average of this many teachers per task",
     "teacher_folds": "k: out-of-fold teacher outputs from k extra teachers per task",
 }
+TEACHER_DOCS = {
+    "per_task": "task -> settings that task's teachers take over teacher's, e.g. {rte: {epochs: 10}}",
+}
 SECTION_DEFAULTS = {"teacher": TEACHER_DEFAULTS, "student": STUDENT_DEFAULTS}
 
 
@@ -91,6 +95,7 @@ def missing_docs() -> list[str]:
         (cls.__name__, docs, table, [f.name for f in dataclasses.fields(cls)]) for cls, docs, table in tables
     ]
     wanted.append(("the methods", METHOD_DOCS, "METHOD_DOCS", list(METHOD_KEYS)))
+    wanted.append(("the teacher section", TEACHER_DOCS, "TEACHER_DOCS", list(TEACHER_KEYS)))
     problems = []
     for owner, docs, table, names in wanted:
         problems += [f"{owner}.{n} has no line in {table}" for n in names if not docs.get(n, "").strip()]
@@ -156,6 +161,9 @@ def describe_keys() -> str:
             "Method keys: only in methods.<name> of bam run (methods.bam_ens={teachers: 2})",
             *_entries(method_rows),
             "",
+            "Teacher keys: only in teacher of bam run (teacher.per_task.rte.epochs=10)",
+            *_entries([("per_task", "dict[str, dict]", "{}", TEACHER_DOCS["per_task"])]),
+            "",
             "bam config PRESET prints a preset with every value, as YAML to edit and run with --config.",
         ]
     )
@@ -173,6 +181,7 @@ def help_epilog(command: str) -> str:
             f"top-level keys (key=value, or in a --config YAML file): {run_keys}.",
             f"train., teacher., student. and methods.<name>. take: {section_keys}.",
             f"methods.<name>. also takes: {', '.join(METHOD_KEYS)}.",
+            f"teacher. also takes: {', '.join(TEACHER_KEYS)} (one task's: teacher.per_task.rte.epochs=10).",
         ]
     paragraphs.append(
         "`bam config` gives each key's type, default and meaning; `bam config demo` prints the demo "
@@ -184,7 +193,8 @@ def help_epilog(command: str) -> str:
 def _stage_settings(config: RunConfig, section: str) -> dict[str, Any]:
     """Every training value of ``section``'s first stage, layered as RunConfig layers them:
     the section's defaults, then ``train``, then the section (stage-set keys left out)."""
-    values = deep_merge(deep_merge(SECTION_DEFAULTS[section], config.train), getattr(config, section))
+    own = config.teacher_settings() if section == "teacher" else config.student
+    values = deep_merge(deep_merge(SECTION_DEFAULTS[section], config.train), own)
     stage = {"tasks": config.tasks[:1], "seed": config.seeds[0]}
     built = build_dataclass(TrainConfig, {**values, **stage}, section)
     return {k: v for k, v in dataclasses.asdict(built).items() if k not in STAGE_FIELDS}
@@ -212,10 +222,13 @@ def resolved_yaml(config: RunConfig, preset: str, overrides: list[str] | tuple[s
     lines += [
         _line("", key, getattr(config, key), RUN_DOCS[key]) for key in ("tasks", "seeds", "teachers_per_task")
     ]
+    per_task = {key: config.teacher[key] for key in TEACHER_KEYS if config.teacher.get(key)}
     for section, values in (("train", shared), ("teacher", teacher), ("student", student)):
         own = {k: v for k, v in values.items() if section == "train" or k not in shared}
-        lines += [f"{f'{section}: {{}}' if not own else f'{section}:':<40} # {RUN_DOCS[section]}"]
+        extra = per_task if section == "teacher" else {}  # teacher.per_task, as the config gives it
+        lines += [f"{f'{section}: {{}}' if not own | extra else f'{section}:':<40} # {RUN_DOCS[section]}"]
         lines += [_line("  ", key, value, TRAIN_DOCS[key]) for key, value in own.items()]
+        lines += [_line("  ", key, value, TEACHER_DOCS[key]) for key, value in extra.items()]
     lines += [f"{'methods:':<40} # {RUN_DOCS['methods']}"]
     lines += [_line("  ", name, settings, "") for name, settings in config.methods.items()]
     return "\n".join(lines) + "\n"

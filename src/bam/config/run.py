@@ -9,7 +9,9 @@ student per task: Single→Single born-again), ``teachers`` (how many teachers p
 seed, seed+1000, ..., the student distils from the average of; ``teachers_per_task`` otherwise)
 and ``teacher_folds`` (k: cross-fitted teacher outputs; k extra teachers per task, teacher i
 trained without fold i of the training rows, and the student reads, for each row, the outputs of
-the teacher that held it out). Which stages a run trains is for :mod:`bam.experiment.graph` to
+the teacher that held it out). One key of ``teacher`` is not a training setting either:
+``per_task`` (task -> settings that task's teachers take over the rest of ``teacher``: RTE's ten
+epochs). Which stages a run trains is for :mod:`bam.experiment.graph` to
 say, built once from this configuration.
 """
 
@@ -43,6 +45,8 @@ PER_TASK_KEY = "per_task"  # a method key: one student per task (Single→Single
 TEACHERS_KEY = "teachers"  # a method key: an ensemble of this many teachers per task
 FOLDS_KEY = "teacher_folds"  # a method key: out-of-fold outputs of this many fold teachers per task
 METHOD_KEYS = (PER_TASK_KEY, TEACHERS_KEY, FOLDS_KEY)
+# A teacher key: task -> the settings that task's teachers (members, fold teachers) take over `teacher`.
+TEACHER_KEYS = (PER_TASK_KEY,)
 # TrainConfig keys bam run sets for each stage, never by hand: what to write instead.
 STAGE_FIELDS = {
     "tasks": "the run's tasks",
@@ -106,10 +110,37 @@ class RunConfig:
     description: str = ""  # what the run is for: the first lines of its plan and its report
 
     def teacher_config(self, task: str, seed: int) -> TrainConfig:
-        values = deep_merge(deep_merge(TEACHER_DEFAULTS, self.train), self.teacher)
+        values = deep_merge(deep_merge(TEACHER_DEFAULTS, self.train), self.teacher_settings(task))
         return build_dataclass(
             TrainConfig, {**values, "tasks": [task], "seed": seed}, "teacher", place=SECTION
         )
+
+    def teacher_settings(self, task: str | None = None) -> dict[str, Any]:
+        """The training settings of ``teacher``; with ``task``, its ``teacher.per_task`` entry over them."""
+        shared = {key: value for key, value in self.teacher.items() if key not in TEACHER_KEYS}
+        own = self.teacher_per_task().get(get_task(task).name, ({}, ""))[0] if task else {}
+        return deep_merge(shared, own)
+
+    def teacher_per_task(self) -> dict[str, tuple[dict[str, Any], str]]:
+        """``teacher.per_task`` by each task's own name: (its settings, the key as written). A key is
+        a task of the run as the run spells it, by its own name or a GLUE alias (RTE, rte)."""
+        given = self.teacher.get(PER_TASK_KEY) or {}
+        where = f"teacher.{PER_TASK_KEY}"
+        if not isinstance(given, dict):
+            raise BamError(f"{where} must be a mapping of task -> teacher settings, got {given!r}")
+        names = {spelled: get_task(spelled).name for spelled in self.tasks}
+        names.update({name: name for name in list(names.values())})
+        resolved: dict[str, tuple[dict[str, Any], str]] = {}
+        for key, settings in given.items():
+            name = names.get(str(key)) or _task_name(str(key))
+            if name is None or name not in names.values():
+                raise BamError(f"{where}.{key}: not a task of this run (tasks: {', '.join(self.tasks)})")
+            if name in resolved:
+                raise BamError(f"{where}: {name} is named twice ({resolved[name][1]}, {key})")
+            if not isinstance(settings, dict):
+                raise BamError(f"{where}.{key} must be a mapping of teacher settings, got {settings!r}")
+            resolved[name] = (settings, f"{where}.{key}")
+        return resolved
 
     def fold_teacher_config(self, task: str, seed: int, folds: int, holdout: int) -> TrainConfig:
         """The teacher of ``task`` trained without fold ``holdout`` of ``folds`` of its rows."""
@@ -158,15 +189,18 @@ class RunConfig:
             self._check_task_keys(student, method.student_groups(names), sections)
             if method.teacher_folds:
                 self._check_folds(method, student)
-        teacher = self.teacher_config(self.tasks[0], self.seeds[0])
-        self._check_task_keys(teacher, [[name] for name in names], ["teacher", "train"])
+        per_task = self.teacher_per_task()
+        for task, name in zip(self.tasks, names, strict=True):
+            teacher = self.teacher_config(task, self.seeds[0])
+            own = [per_task[name][1]] if name in per_task else []
+            self._check_task_keys(teacher, [[name]], [*own, "teacher", "train"])
 
     def _check_task_keys(self, config: TrainConfig, groups: list[list[str]], sections: list[str]) -> None:
         """Per-task settings (:func:`bam.tasks.check_per_task_keys`) of a stage config trained on
         each of ``groups``: caps and pair orders may name any task of the run or of GLUE (a
         preset's caps outlive ``tasks=[rte]``). An error names the first of ``sections`` (most
         specific first) that holds the key."""
-        names = [name for group in groups for name in group]
+        names = [get_task(task).name for task in self.tasks]
         shared = [*names, *(t for t in GLUE_TASKS if t not in names)]
 
         def where(setting: str, key: str) -> str:
@@ -177,16 +211,20 @@ class RunConfig:
             check_per_task_keys(config, group, shared=shared, where=where)
 
     def _section(self, name: str) -> dict[str, Any]:
-        """The settings a run's section holds: ``train``, ``teacher``, ``student`` or ``methods.<m>``."""
+        """The settings a run's section holds: ``train``, ``teacher``, ``student``, ``methods.<m>``
+        or ``teacher.per_task.<task>``."""
         if name.startswith("methods."):
             return self.methods[name.removeprefix("methods.")]
+        if name.startswith(f"teacher.{PER_TASK_KEY}."):
+            return self.teacher[PER_TASK_KEY][name.removeprefix(f"teacher.{PER_TASK_KEY}.")]
         return getattr(self, name)
 
     def _check_sections(self) -> None:
         """Check ``train``, ``teacher`` and ``student`` each on its own, so a bad key is named by
         the section that holds it (not by the first method that reads it) and is refused even
         when no method reads it. TrainConfig checks each value alone, so this is exact."""
-        sections = {"train": self.train, "teacher": self.teacher, "student": self.student}
+        sections = {"train": self.train, "teacher": self.teacher_settings(), "student": self.student}
+        sections.update({where: settings for settings, where in self.teacher_per_task().values()})
         methods = {f"methods.{name}": v for name, v in self.methods.items() if isinstance(v, dict)}
         for section, values in {**sections, **methods}.items():
             for key, instead in STAGE_FIELDS.items():
@@ -195,9 +233,8 @@ class RunConfig:
         first_stage = {"tasks": self.tasks[:1], "seed": self.seeds[0]}
         for section, values in sections.items():
             defaults = STUDENT_DEFAULTS if section == "student" else TEACHER_DEFAULTS
-            build_dataclass(
-                TrainConfig, {**deep_merge(defaults, values), **first_stage}, section, place=SECTION
-            )
+            stage = {**deep_merge(defaults, values), **first_stage}
+            build_dataclass(TrainConfig, stage, section, place=TEACHER if section == "teacher" else SECTION)
 
     def _check_folds(self, method: Method, student: TrainConfig) -> None:
         """Cross-fitting needs one teacher per task, a student that reads it, and the same rows."""
@@ -206,9 +243,9 @@ class RunConfig:
             raise BamError(f"{where}: not with an ensemble of {method.teachers} teachers per task")
         if student.lambda_schedule == "gold":
             raise BamError(f"{where}: a lambda_schedule: gold student reads no teacher outputs")
-        teacher = self.teacher_config(self.tasks[0], self.seeds[0])
         for task in self.tasks:
             name = get_task(task).name
+            teacher = self.teacher_config(task, self.seeds[0])  # its own, with teacher.per_task
             if (student.data_dir, student.train_cap.get(name)) != (
                 teacher.data_dir,
                 teacher.train_cap.get(name),
@@ -227,7 +264,17 @@ _TO_METHOD = {key: f"methods.<name>.{key}" for key in METHOD_KEYS}
 TOP_LEVEL = KeyPlace(tuple(_TO_TOP), {**{k: f"train.{k}" for k in _SETTINGS}, **_TO_METHOD})
 _STAGE_SET = {"seed": "seeds, at the top level", "cv_folds": f"methods.<name>.{FOLDS_KEY}"}
 SECTION = KeyPlace(_SETTINGS, {**_TO_TOP, **_STAGE_SET, **_TO_METHOD})
+_TEACHER_SET = {k: v for k, v in SECTION.elsewhere.items() if k not in TEACHER_KEYS}
+TEACHER = KeyPlace((*_SETTINGS, *TEACHER_KEYS), _TEACHER_SET)  # per_task: that task's teachers
 METHOD = KeyPlace((*_SETTINGS, *METHOD_KEYS), _TO_TOP)
+
+
+def _task_name(key: str) -> str | None:
+    """The own name of the task ``key`` names (RTE, sts-b, a custom task's file), else None."""
+    try:
+        return get_task(key).name
+    except BamError:
+        return None
 
 
 def preset_path(name: str) -> Path:
