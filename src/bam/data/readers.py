@@ -46,30 +46,35 @@ def read_split(task: TaskSpec, split: str, data_dir: str | Path) -> Examples:
 
 
 def rows_to_examples(
-    task: TaskSpec, split: str, rows: list[tuple[int, Row]], source: str, labeled: bool
+    task: TaskSpec, split: str, rows: list[tuple[int, Row]], source: str, labeled: bool, unit: str = "line"
 ) -> Examples:
-    """Turn ``(line, {column: value})`` rows into Examples, checking columns and labels."""
+    """Turn ``(line, {column: value})`` rows into Examples, checking columns and labels; messages
+    name a row as ``{source} {unit} {line}`` (``train.tsv line 7``, ``DataFrame row 3``)."""
     if not rows:
         raise BamError(f"{source}: split {split!r} of task {task.name} has no rows")
     wanted = list(task.text_columns) + ([task.label_column] if labeled and task.label_column else [])
-    # Every row is checked: JSONL rows need not share their keys.
-    for line, row in rows:
-        missing = [c for c in wanted if c not in row]
-        if missing:
-            raise BamError(
-                f"{source} line {line}: missing column(s) {', '.join(map(repr, missing))} "
-                f"(found: {', '.join(map(repr, row))})"
-            )
+    check_columns(rows, wanted, source, unit)
     texts = tuple([row[c] for _, row in rows] for c in task.text_columns)
     ids = [row.get(task.index_column, "") if task.index_column else "" for _, row in rows]
     ids = [value if value != "" else str(i) for i, value in enumerate(ids)]
     labels = None
     if labeled and task.label_column:
-        labels = _parse_labels(task, rows, source)
+        labels = _parse_labels(task, rows, source, unit)
     return Examples(task.name, split, texts, labels, ids, source)
 
 
-def _parse_labels(task: TaskSpec, rows: list[tuple[int, Row]], source: str) -> np.ndarray:
+def check_columns(rows: list[tuple[int, Row]], wanted: list[str], source: str, unit: str = "line") -> None:
+    """Every row has every ``wanted`` column (JSONL rows need not share their keys)."""
+    for line, row in rows:
+        missing = [c for c in wanted if c not in row]
+        if missing:
+            raise BamError(
+                f"{source} {unit} {line}: missing column(s) {', '.join(map(repr, missing))} "
+                f"(found: {', '.join(map(repr, row))})"
+            )
+
+
+def _parse_labels(task: TaskSpec, rows: list[tuple[int, Row]], source: str, unit: str) -> np.ndarray:
     column = task.label_column
     assert column is not None
     if task.kind == "regression":
@@ -78,9 +83,9 @@ def _parse_labels(task: TaskSpec, rows: list[tuple[int, Row]], source: str) -> n
             try:
                 value = float(row[column])
             except ValueError:
-                raise BamError(f"{source} line {line}: {column} {row[column]!r} is not a number") from None
+                raise BamError(f"{source} {unit} {line}: {column} {row[column]!r} is not a number") from None
             if not math.isfinite(value):
-                raise BamError(f"{source} line {line}: {column} {row[column]!r} is not finite")
+                raise BamError(f"{source} {unit} {line}: {column} {row[column]!r} is not finite")
             scores[i] = value
         return scores
     index = {label: i for i, label in enumerate(task.labels)}
@@ -89,7 +94,7 @@ def _parse_labels(task: TaskSpec, rows: list[tuple[int, Row]], source: str) -> n
         label = row[column].strip()
         if label not in index:
             raise BamError(
-                f"{source} line {line}: unknown label {label!r} in column {column!r} "
+                f"{source} {unit} {line}: unknown label {label!r} in column {column!r} "
                 f"(expected one of {', '.join(task.labels)})"
             )
         ids[i] = index[label]

@@ -28,6 +28,7 @@ import torch
 
 from bam.data.examples import Examples
 from bam.data.features import tokenize
+from bam.data.tables import table_rows
 from bam.errors import BamError
 from bam.fileio import atomic_writer, write_error
 from bam.inference.forward import predict_heads_outputs
@@ -37,7 +38,6 @@ from bam.inference.predict_input import (
     check_text_count,
     chunks,
     open_rows,
-    table_rows,
 )
 from bam.model import BamModel, HeadSpec, load_bam_model, pad_id, resolve_model_dir
 from bam.progress import progress_bar

@@ -76,6 +76,18 @@ class _Doc:
 def load_custom_task(path: str | Path) -> TaskSpec:
     """Read a custom-task YAML file into a :class:`TaskSpec` (see the module docstring)."""
     doc = _parse(Path(path))
+    return _task(doc, str(doc.path.parent))
+
+
+def task_from_keys(where: str, data: dict[str, Any], splits: dict[str, SplitFile], root: str) -> TaskSpec:
+    """A custom task from the keys its YAML file holds, checked as a file's are, for tasks written
+    by bam itself (:func:`bam.data.table_task.task_from_data`): messages name ``where``, not a
+    file; ``splits`` replace the files' existence check (they are written after the check)."""
+    return _task(_Doc(Path(where), data, {}), root, splits)
+
+
+def _task(doc: _Doc, root: str, splits: dict[str, SplitFile] | None = None) -> TaskSpec:
+    """The checks and the spec; ``splits`` None: the files the YAML names, which must exist."""
     data = doc.data
     for key in data:
         if key not in _KEYS:
@@ -109,7 +121,7 @@ def load_custom_task(path: str | Path) -> TaskSpec:
     if metric == "f1" and len(labels) != 2:
         raise doc.error("metric", f"f1 needs exactly two labels, the task has {len(labels)}")
 
-    splits = _splits(doc)
+    splits = _splits(doc) if splits is None else splits
     return TaskSpec(
         name=name,
         display=name,
@@ -124,7 +136,7 @@ def load_custom_task(path: str | Path) -> TaskSpec:
         test_splits=("test",) if "test" in splits else (),
         index_column=index_column,
         format=fmt,  # type: ignore[arg-type]
-        root=str(doc.path.parent),
+        root=root,
     )
 
 
