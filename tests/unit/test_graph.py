@@ -17,6 +17,11 @@ SHIPPED = {
     "demo": (["rte", "mrpc", "stsb"], [1], ["multi", "bam"]),
     "smoke": (["rte", "stsb"], [13], ["multi", "bam"]),
     "glue5-cpu": (["cola", "sst2", "mrpc", "stsb", "rte"], [1, 2, 3], ["multi", "bam", "bam_t2"]),
+    "glue7-cpu": (
+        ["cola", "sst2", "mrpc", "stsb", "rte", "mnli-pool", "qnli-pool"],
+        [1, 2, 3, 4, 5],
+        ["multi", "bam"],
+    ),
     "glue-paper": (
         ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"],
         [1, 2, 3],
@@ -160,3 +165,46 @@ def test_per_task_teacher_settings_change_that_task_s_teachers_and_their_keys_on
     moved = set(folders(before)) ^ set(folders(after))
     labels = sorted(name.rsplit("-", 1)[0] for name in moved)  # each teacher's folder before and after
     assert labels == ["teacher-rte-s1013"] * 2 + ["teacher-rte-s13"] * 2
+
+
+def test_a_method_taught_by_another_method_reads_its_students_after_them() -> None:
+    config = load_run_config(
+        "smoke",
+        None,
+        [
+            "methods.round3={lambda_schedule: linear, teacher: pt}",  # listed before its teacher
+            "methods.multi_multi={lambda_schedule: linear, teacher: multi}",
+            "methods.pt={lambda_schedule: linear, per_task: true, teacher: bam}",
+            "methods.born_again={lambda_schedule: linear, per_task: true, teacher: single}",
+        ],
+    )
+    graph = build_graph(config)
+    assert graph.methods == ("single", "multi", "bam", "round3", "multi_multi", "pt", "born_again")
+    assert graph.teachers_per_task == 1
+    teachers, students, round2, round3 = graph.seeds[0].waves()
+    assert [s.label for s in teachers] == ["teacher-rte-s13", "teacher-stsb-s13"]
+    assert [s.label for s in students] == [
+        "multi-all-s13",
+        "bam-all-s13",
+        "born_again-rte-s13",
+        "born_again-stsb-s13",
+    ]
+    assert [(s.label, s.title, dict(s.reads)) for s in round2] == [
+        (
+            "multi_multi-all-s13",
+            "multi_multi rte+stsb ← multi",
+            {task: Reads(Read.AVERAGE, ("multi-all-s13",)) for task in ("rte", "stsb")},
+        ),
+        ("pt-rte-s13", "pt rte ← bam", {"rte": Reads(Read.AVERAGE, ("bam-all-s13",))}),
+        ("pt-stsb-s13", "pt stsb ← bam", {"stsb": Reads(Read.AVERAGE, ("bam-all-s13",))}),
+    ]
+    (third,) = round3
+    assert third.reads == {t: Reads(Read.AVERAGE, (f"pt-{t}-s13",)) for t in ("rte", "stsb")}
+    assert (third.role, third.method, third.taught_by) == (Role.STUDENT, "round3", "pt")
+    # Every stage after the stages it reads, in the order bam run trains them.
+    order = [s.label for s in graph.seeds[0].stages]
+    for stage in graph.seeds[0].stages:
+        for reads in stage.reads.values():
+            assert all(order.index(label) < order.index(stage.label) for label in reads.stages)
+    born_again = graph.seeds[0].stage("born_again-rte-s13")
+    assert (born_again.taught_by, born_again.reads["rte"].stages) == (None, ("teacher-rte-s13",))

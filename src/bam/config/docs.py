@@ -79,6 +79,7 @@ RUN_DOCS = {
 }
 METHOD_DOCS = {
     "per_task": "true: one student per task (Single→Single born-again)",
+    "teacher": "whose outputs it distils from: single (the task teachers) or a method (Multi→Multi)",
     "teachers": "distil from the average of this many teachers per task",
     "teacher_folds": "k: out-of-fold teacher outputs from k extra teachers per task",
 }
@@ -147,6 +148,7 @@ def describe_keys() -> str:
             meaning += f" (bam run sets it: use {STAGE_FIELDS[spec.name]})"
         train_rows.append((spec.name, _type_name(train_hints[spec.name]), flow(_default(spec)), meaning))
     method_rows = [("per_task", "bool", "false", METHOD_DOCS["per_task"])]
+    method_rows += [("teacher", "str", "single", METHOD_DOCS["teacher"])]
     method_rows += [("teachers", "int", "the run's teachers_per_task", METHOD_DOCS["teachers"])]
     method_rows += [("teacher_folds", "int", "0", METHOD_DOCS["teacher_folds"])]
     return "\n".join(

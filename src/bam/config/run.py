@@ -4,8 +4,10 @@ Every stage is a :class:`~bam.config.TrainConfig` built from layers: the default
 (shared by all stages), then ``teacher`` or ``student``, then a method's own overrides. Methods
 are data, read into :class:`Method` objects: ``single`` is the teachers themselves; any other
 entry is a student configuration, so an ablation is one line (``methods.bam_const:
-{lambda_schedule: constant}``). Three method keys are not training settings: ``per_task`` (one
-student per task: Single→Single born-again), ``teachers`` (how many teachers per task, of seeds
+{lambda_schedule: constant}``). Four method keys are not training settings: ``per_task`` (one
+student per task: Single→Single born-again), ``teacher`` (the method whose outputs it distils
+from: ``single``, the task teachers, or another method's students: Multi→Multi, a second round),
+``teachers`` (how many teachers per task, of seeds
 seed, seed+1000, ..., the student distils from the average of; ``teachers_per_task`` otherwise)
 and ``teacher_folds`` (k: cross-fitted teacher outputs; k extra teachers per task, teacher i
 trained without fold i of the training rows, and the student reads, for each row, the outputs of
@@ -44,7 +46,8 @@ DEFAULT_METHODS: dict[str, dict[str, Any]] = {
 PER_TASK_KEY = "per_task"  # a method key: one student per task (Single→Single born-again)
 TEACHERS_KEY = "teachers"  # a method key: an ensemble of this many teachers per task
 FOLDS_KEY = "teacher_folds"  # a method key: out-of-fold outputs of this many fold teachers per task
-METHOD_KEYS = (PER_TASK_KEY, TEACHERS_KEY, FOLDS_KEY)
+TEACHER_KEY = "teacher"  # a method key: the method whose outputs it reads (default: single)
+METHOD_KEYS = (PER_TASK_KEY, TEACHER_KEY, TEACHERS_KEY, FOLDS_KEY)
 # A teacher key: task -> the settings that task's teachers (members, fold teachers) take over `teacher`.
 TEACHER_KEYS = (PER_TASK_KEY,)
 # TrainConfig keys bam run sets for each stage, never by hand: what to write instead.
@@ -60,17 +63,23 @@ SINGLE = "single"  # the method that is the teachers themselves
 @dataclass(frozen=True)
 class Method:
     """One method of the comparison, as its ``methods`` entry reads: the training settings its
-    student takes over ``student``, and the three keys that shape its stages instead."""
+    student takes over ``student``, and the four keys that shape its stages instead."""
 
     name: str
     overrides: dict[str, Any] = field(default_factory=dict, hash=False)  # TrainConfig keys
     per_task: bool = False  # one student per task (Single→Single born-again)
     teachers: int = 1  # teachers per task whose outputs it averages (seeds seed, seed+1000, ...)
     teacher_folds: int = 0  # k: reads cross-fitted outputs of k fold teachers per task; 0: not
+    teacher: str = "single"  # the method whose outputs it reads: the task teachers, or a student's
 
     @property
     def is_single(self) -> bool:
         return self.name == SINGLE
+
+    @property
+    def reads_a_method(self) -> bool:
+        """It distils from another method's students (Multi→Multi, a round), not the teachers."""
+        return self.teacher != SINGLE
 
     def student_groups(self, tasks: list[str]) -> list[list[str]]:
         """The task lists it trains a student on each: all tasks together, or each alone."""
@@ -94,8 +103,11 @@ def parse_method(name: str, settings: Any, teachers_per_task: int = 1) -> Method
     folds = settings.get(FOLDS_KEY, 0)
     if FOLDS_KEY in settings and (isinstance(folds, bool) or not isinstance(folds, int) or folds < 2):
         raise BamError(f"methods.{name}.{FOLDS_KEY} must be a whole number, at least 2, got {folds!r}")
+    teacher = settings.get(TEACHER_KEY, SINGLE)
+    if not isinstance(teacher, str):
+        raise BamError(f"methods.{name}.{TEACHER_KEY} must be a method's name, got {teacher!r}")
     overrides = {key: value for key, value in settings.items() if key not in METHOD_KEYS}
-    return Method(name, overrides, per_task, count, folds)
+    return Method(name, overrides, per_task, count, folds, teacher)
 
 
 @dataclass
@@ -189,6 +201,8 @@ class RunConfig:
             self._check_task_keys(student, method.student_groups(names), sections)
             if method.teacher_folds:
                 self._check_folds(method, student)
+            if method.reads_a_method:
+                self._check_teacher_method(method, student)
         per_task = self.teacher_per_task()
         for task, name in zip(self.tasks, names, strict=True):
             teacher = self.teacher_config(task, self.seeds[0])
@@ -235,6 +249,28 @@ class RunConfig:
             defaults = STUDENT_DEFAULTS if section == "student" else TEACHER_DEFAULTS
             stage = {**deep_merge(defaults, values), **first_stage}
             build_dataclass(TrainConfig, stage, section, place=TEACHER if section == "teacher" else SECTION)
+
+    def _check_teacher_method(self, method: Method, student: TrainConfig) -> None:
+        """A method taught by another method's students: one that exists, trains students, reads
+        them one per task, and is not taught (in the end) by this method itself."""
+        where = f"methods.{method.name}.{TEACHER_KEY}"
+        if method.teacher not in self.methods:
+            raise BamError(f"{where}: no method {method.teacher!r} (methods: {', '.join(self.methods)})")
+        if method.teacher == method.name:
+            raise BamError(f"{where}: a method cannot be its own teacher")
+        if student.lambda_schedule == "gold":
+            raise BamError(f"{where}: a lambda_schedule: gold student reads no teacher outputs")
+        settings = self.methods[method.name]
+        for key in (FOLDS_KEY, TEACHERS_KEY):
+            if key in settings:
+                raise BamError(f"{where}: not with {key} (it reads one student of {method.teacher} per task)")
+        chain = [method.name]
+        teacher = self.method(method.teacher)
+        while teacher.reads_a_method and teacher.teacher in self.methods:  # else: named at its own turn
+            chain.append(teacher.name)
+            if teacher.teacher in chain:
+                raise BamError(f"{where}: a cycle ({' → '.join([*chain, teacher.teacher])})")
+            teacher = self.method(teacher.teacher)
 
     def _check_folds(self, method: Method, student: TrainConfig) -> None:
         """Cross-fitting needs one teacher per task, a student that reads it, and the same rows."""

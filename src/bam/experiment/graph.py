@@ -7,10 +7,11 @@ outputs it learns from and how. ``bam run`` trains the graph (:mod:`bam.experime
 
 Per seed and task: the task's teacher (member 0, Single's), ensemble members (seeds seed+1000·i,
 as many as the largest ensemble some method reads), and k fold teachers for each fold count k
-some method cross-fits with; then each student method's stages. A new kind of stage (a student
-taught by another method's student, a second round) is a new :class:`Role` and its stages added
-in :func:`build_seed`: ``reads`` name any earlier stage by label, and running, planning and
-``--jobs`` follow them (:meth:`SeedGraph.waves`).
+some method cross-fits with; then each student method's stages, a method taught by another
+method's students (``teacher: multi``: Multi→Multi, a second round) after that method's: it
+reads, per task, the one stage of that method that trained on the task (its head). ``reads`` name
+any earlier stage by label, and running, planning and ``--jobs`` follow them
+(:meth:`SeedGraph.waves`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from bam.config.run import RunConfig
+from bam.config.run import Method, RunConfig
 from bam.config.train import TrainConfig
 from bam.tasks import get_task
 
@@ -59,14 +60,15 @@ class Stage:
     config: TrainConfig  # as it trains, less the teacher outputs it reads (recorded once known)
     method: str | None = None  # a student's method; "single" for Single's teacher; else None
     reads: Mapping[str, Reads] = field(default_factory=dict)  # task name -> whose outputs, how
+    taught_by: str | None = None  # the method whose students it reads; None: the task teachers
 
     @property
     def title(self) -> str:
         """What a plan calls it: ``teacher rte s13``, ``teacher rte s13 fold 0/2``, ``bam rte+stsb``
-        (tasks as the run config spells them)."""
+        (tasks as the run config spells them), ``bam2 rte+stsb ← bam`` (taught by bam's student)."""
         tasks = "+".join(self.config.tasks)
         if self.role is Role.STUDENT:
-            return f"{self.method} {tasks}"
+            return f"{self.method} {tasks}" + (f" ← {self.taught_by}" if self.taught_by else "")
         fold = f" fold {self.config.cv_holdout}/{self.config.cv_folds}" if self.role is Role.FOLD else ""
         return f"teacher {tasks} s{self.seed}{fold}"
 
@@ -108,7 +110,9 @@ def build_graph(config: RunConfig) -> RunGraph:
     # Ensemble members: as many as the largest ensemble whose own outputs some student reads.
     counts = [1] if any(m.is_single for m in methods) else []
     counts += [
-        m.teachers for m in students if not m.teacher_folds and probe[m.name].lambda_schedule != "gold"
+        m.teachers
+        for m in students
+        if not (m.teacher_folds or m.reads_a_method) and probe[m.name].lambda_schedule != "gold"
     ]
     members = max(counts, default=0)
     folds = tuple(sorted({m.teacher_folds for m in students} - {0}))
@@ -148,13 +152,22 @@ def _teachers(
     return stages
 
 
+def _teaching_order(config: RunConfig) -> list[Method]:
+    """The student methods, each after the method whose students it reads (else as listed)."""
+    methods = {m.name: m for m in config.method_specs() if not m.is_single}
+
+    def depth(method: Method) -> int:  # rounds of students before it (a validated config: no cycle)
+        return 1 + depth(methods[method.teacher]) if method.reads_a_method else 0
+
+    return sorted(methods.values(), key=depth)
+
+
 def _students(config: RunConfig, seed: int, teachers: list[Stage]) -> list[Stage]:
     """Each student method's stages; one that distils reads, per task, its ensemble's first
-    ``teachers`` members, or the ``teacher_folds`` fold teachers (cross-fitted)."""
-    stages = []
-    for method in config.method_specs():
-        if method.is_single:
-            continue
+    ``teachers`` members, the ``teacher_folds`` fold teachers (cross-fitted), or the stage of
+    its ``teacher`` method that trained on the task."""
+    stages: list[Stage] = []
+    for method in _teaching_order(config):
         groups = method.student_groups(config.tasks)
         for tasks in groups:
             student = config.student_config(method, tasks, seed)
@@ -162,7 +175,10 @@ def _students(config: RunConfig, seed: int, teachers: list[Stage]) -> list[Stage
             reads: dict[str, Reads] = {}
             for name in names if student.lambda_schedule != "gold" else ():
                 mine = [t for t in teachers if t.tasks == (name,)]
-                if method.teacher_folds:
+                if method.reads_a_method:
+                    taught = next(s for s in stages if s.method == method.teacher and name in s.tasks)
+                    reads[name] = Reads(Read.AVERAGE, (taught.label,))
+                elif method.teacher_folds:
                     folds = [
                         t.label
                         for t in mine
@@ -173,5 +189,6 @@ def _students(config: RunConfig, seed: int, teachers: list[Stage]) -> list[Stage
                     own = [t.label for t in mine if t.role in (Role.TEACHER, Role.MEMBER)]
                     reads[name] = Reads(Read.AVERAGE, tuple(own[: method.teachers]))
             label = f"{method.name}-{'-'.join(names) if len(groups) > 1 else 'all'}-s{seed}"
-            stages.append(Stage(Role.STUDENT, label, names, seed, student, method.name, reads))
+            taught_by = method.teacher if method.reads_a_method else None
+            stages.append(Stage(Role.STUDENT, label, names, seed, student, method.name, reads, taught_by))
     return stages
