@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -91,13 +92,24 @@ def inference_precision(trained: str | None, device: torch.device) -> Precision:
     """The precision to run a trained model in: the one it trained in (``bam_model.json``'s
     ``precision``; none recorded: fp32), where ``device`` computes it natively; else fp32."""
     if trained not in DTYPES:
-        return FP32
+        return Precision("fp32", "trained in fp32" if trained == "fp32" else "none recorded with the model")
     if trained == "fp16" and device.type != "cuda":
         return Precision("fp32", "trained in fp16; no fp16 on CPU")
     native, evidence = native_bf16(device) if trained == "bf16" else (True, "a GPU")
     if not native:
         return Precision("fp32", f"trained in {trained}, but {evidence}")
     return Precision(trained, f"trained in {trained}; {evidence}")
+
+
+def model_precision(meta: Mapping[str, Any], device: torch.device, requested: str | None = None) -> Precision:
+    """The precision to run a saved model in (evaluate, teacher outputs, predict, submit): the one
+    its ``bam_model.json`` records (:func:`inference_precision`), unless ``requested`` names one of
+    :data:`PRECISIONS`, resolved as training resolves it (``auto``: bf16 only on bf16 units)."""
+    if requested is None:
+        trained = meta.get("precision")
+        return inference_precision(trained if isinstance(trained, str) else None, device)
+    chosen = resolve_precision(requested, device)
+    return chosen if requested == "auto" else Precision(chosen.name, "asked for")
 
 
 def allow_tf32() -> None:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from bam.cli.commands import COMMANDS
-from bam.cli.options import add_common, add_model, at_least_one
+from bam.cli.options import add_common, add_model, at_least_one, say_precision
 from bam.config.docs import help_epilog
 from bam.errors import BamError
 
@@ -88,7 +88,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from bam.fileio import atomic_write_json
     from bam.inference.evaluate import evaluate, load_eval_splits, summarize
     from bam.model import load_bam_model, pad_id, resolve_model_dir
-    from bam.precision import inference_precision
+    from bam.precision import model_precision
     from bam.tasks import get_task
 
     if args.batch_size is not None:
@@ -104,12 +104,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     # As training scored it: the same precision and batches give the same numbers.
     batch_size = args.batch_size or meta.get("train_config", {}).get("eval_batch_size", 128)
     splits = load_eval_splits(tasks, args.data_dir, tokenizer, max_length)
-    precision = inference_precision(meta.get("precision"), next(model.parameters()).device)  # as trained
+    precision = model_precision(meta, next(model.parameters()).device)  # as trained
     results = evaluate(model, splits, pad_id(tokenizer), batch_size, precision)
     report = {"model": str(model_dir), "metrics": results, **summarize(results, tasks)}
     out = Path(args.output) if args.output else model_dir.parent / "eval_results.json"
     atomic_write_json(out, report)
     print(json.dumps(report, indent=2))
+    say_precision(precision, args.quiet)
 
 
 def cmd_run(args: argparse.Namespace) -> None:

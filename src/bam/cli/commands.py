@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bam.cli.options import add_common, add_model, at_least_one
+from bam.cli.options import add_common, add_model, add_precision, at_least_one, say_precision
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from bam.inference.predict import predict_file
+    from bam.inference.predict import Predictor, predict_file
 
     at_least_one("--batch-size", args.batch_size)
-
+    predictor = Predictor.load(args.model, precision=args.precision)
     rows = predict_file(
         args.model,
         args.task,
@@ -21,19 +21,24 @@ def cmd_predict(args: argparse.Namespace) -> None:
         input_format=args.format,
         text_columns=args.text_column,
         batch_size=args.batch_size,
+        predictor=predictor,
         progress=not args.quiet,
     )
     if args.output and args.output != "-" and not args.quiet:
         print(f"{rows} predictions written to {args.output}")
+    say_precision(predictor.precision, args.quiet)
 
 
 def cmd_submit(args: argparse.Namespace) -> None:
+    from bam.inference.predict import Predictor
     from bam.inference.submit import write_submission
 
-    outcome = write_submission(args.model, args.out, args.data_dir)
+    predictor = Predictor.load(args.model, precision=args.precision)
+    outcome = write_submission(args.model, args.out, args.data_dir, predictor=predictor)
     print(f"{args.out}: {len(outcome['written'])} files: {', '.join(outcome['written'])}")
     for missing in outcome["missing"]:
         print(f"  missing {missing['file']}: {missing['reason']}")
+    say_precision(predictor.precision, args.quiet)
 
 
 EXPORT_LOADS = {
@@ -122,6 +127,7 @@ def register_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=["tsv", "csv", "jsonl"], help="input format (needed for stdin)")
     p.add_argument("--text-column", action="append", help="input column(s) holding the text(s)")
     p.add_argument("--batch-size", type=int, default=64)
+    add_precision(p)
     add_common(p)
     p.set_defaults(func=cmd_predict)
 
@@ -131,6 +137,7 @@ def register_submit(sub: argparse._SubParsersAction) -> None:
     add_model(p)
     p.add_argument("--out", required=True, help="zip file to write, e.g. glue.zip")
     p.add_argument("--data-dir", help="GLUE folder, or 'hub' (default: the vendored copy)")
+    add_precision(p)
     add_common(p)
     p.set_defaults(func=cmd_submit)
 

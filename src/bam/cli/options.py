@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import TYPE_CHECKING
 
+from bam.config.train import PRECISIONS
 from bam.errors import BamError
+
+if TYPE_CHECKING:
+    from bam.precision import Precision
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -16,6 +22,23 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 def add_model(parser: argparse.ArgumentParser) -> None:
     """``--model``: what every command after training reads (bam.model.resolve_model_dir)."""
     parser.add_argument("--model", required=True, help="model folder (or a training output folder)")
+
+
+def add_precision(parser: argparse.ArgumentParser) -> None:
+    """``--precision``: what a saved model runs in (bam.precision.model_precision)."""
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="default: the precision the model trained in (bf16 only where the device has bf16 units); "
+        "auto: bf16 where the device has bf16 units, else fp32",
+    )
+
+
+def say_precision(precision: Precision, quiet: bool) -> None:
+    """One line on stderr (stdout may carry the predictions), once the work is done, so that an
+    error stays the only line: which precision ran, and why."""
+    if not quiet:
+        print(f"precision: {precision.name} ({precision.reason})", file=sys.stderr)
 
 
 def at_least_one(flag: str, value: int) -> None:

@@ -28,7 +28,7 @@ from bam.errors import BamError
 from bam.fileio import fingerprint, sha256_file
 from bam.inference.forward import predict_outputs
 from bam.model import MODEL_DIR, MODEL_FILE, load_bam_model, pad_id
-from bam.precision import inference_precision
+from bam.precision import model_precision
 from bam.tasks import get_task
 from bam.tasks.spec import TaskSpec
 
@@ -88,7 +88,7 @@ def record_outputs(teacher_dir: Path, task: TaskSpec, examples: Examples, record
     def predict() -> tuple[np.ndarray, dict[str, Any]]:
         model, tokenizer, meta = load_bam_model(model_dir)
         device = next(model.parameters()).device
-        precision = inference_precision(meta.get("precision"), device)
+        precision = model_precision(meta, device)
         log.info(
             "%s: recording outputs on %d %s rows (%s, %s)",
             teacher_dir.name,

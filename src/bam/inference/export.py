@@ -14,9 +14,11 @@
   for ``--task all``.
 
 Every export is run next to bam's own prediction path on sample rows before it is kept (outputs
-within 1e-4, else a :class:`BamError` and nothing written), and carries a ``README.md`` model
-card (:mod:`bam.inference.model_card`). The tokenizer goes along, saved with the model's
-``max_length`` as its ``model_max_length``, so ``truncation=True`` cuts where bam does.
+within 1e-4, else a :class:`BamError` and nothing written; in fp32, the precision the exported
+weights and graphs compute in, even for a model trained in bf16), and carries a ``README.md`` model
+card (:mod:`bam.inference.model_card`), which states the precision the model trained in. The
+tokenizer goes along, saved with the model's ``max_length`` as its ``model_max_length``, so
+``truncation=True`` cuts where bam does.
 
 A bam head is dropout + linear on the encoder's pooled vector (with ``pooling=cls``: its pooler
 where it has one, the [CLS] state otherwise). Two Hugging Face head layouts compute exactly that:
@@ -226,7 +228,7 @@ def _write_bam(predictor: Predictor, folder: Path) -> None:
     for path in sorted(predictor.model_dir.iterdir()):
         if path.is_file() and not path.name.startswith(".") and path.name != CARD_FILE:
             shutil.copy2(path, folder / path.name)
-    copied = Predictor.load(folder, device="cpu", max_length=predictor.max_length)
+    copied = Predictor.load(folder, device="cpu", max_length=predictor.max_length, precision="fp32")
     for head in predictor.tasks:
         for texts in CHECK_ROWS:
             got, expected = bam_outputs(copied, head, texts), bam_outputs(predictor, head, texts)
@@ -252,7 +254,11 @@ def export_model(
     """
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, overwrite)
-    predictor = predictor or Predictor.load(model_dir, device="cpu", trust_remote_code=trust_remote_code)
+    if predictor is None:
+        predictor = Predictor.load(model_dir, "cpu", trust_remote_code=trust_remote_code, precision="fp32")
+    elif predictor.precision.mixed:  # the export computes in fp32: checked against bam's fp32 outputs
+        p = predictor
+        predictor = Predictor(p.model, p.tokenizer, p.meta, p.max_length, p.model_dir, "fp32")
     heads = predictor.tasks if task == "all" else [predictor.head_for(task)]
     chosen, hf, reason = _choose(format, predictor, heads, trust_remote_code)
     specs = [predictor.model.head_specs[h] for h in heads]

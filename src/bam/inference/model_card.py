@@ -99,8 +99,10 @@ def base_model(train_config: dict[str, Any]) -> tuple[str | None, str | None, st
     return name, None, f"[{name}](https://huggingface.co/{name})"
 
 
-def _settings(train_config: dict[str, Any], pooling: str) -> list[str]:
+def _settings(train_config: dict[str, Any], pooling: str, precision: Any) -> list[str]:
     rows = [f"| pooling | `{pooling}` |"]
+    if precision in ("bf16", "fp16"):  # what training's autocast computed in
+        rows.append(f"| precision | `{precision}` (mixed precision: the weights are fp32) |")
     for key in SETTINGS:
         value = train_config.get(key)
         if value not in (None, {}, [], "") and not (key == "ema_decay" and not value):
@@ -246,7 +248,7 @@ def model_card(
             f"- Data: {_data(train_config)}; tasks: {', '.join(map(str, train_config.get('tasks') or []))}."
             + _record(model_dir),
             "",
-            *_settings(train_config, pooling),
+            *_settings(train_config, pooling, meta.get("precision")),
             "",
             "## Dev scores",
             "",

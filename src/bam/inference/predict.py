@@ -8,6 +8,11 @@ and GLUE submission take, so a row gets the same answer whichever way it is aske
     p.predict("rte", [("A man sleeps.", "A person rests.")])
     p.predict_all(pandas_frame)       # every head, the encoder run once per batch
 
+A model runs in the precision it trained in (``bam_model.json``'s ``precision``, where the device
+computes it natively; :func:`bam.precision.model_precision`), as evaluation scored it, so a bf16
+model's answers are the ones its dev scores were measured on; ``precision=`` overrides it and
+:attr:`Predictor.precision` says which ran and why.
+
 Inputs are read and answered in chunks of :data:`CHUNK_ROWS` rows, so memory does not grow with
 the input; a file's output appears under its name only once every row has been answered.
 """
@@ -40,6 +45,7 @@ from bam.inference.predict_input import (
     open_rows,
 )
 from bam.model import BamModel, HeadSpec, load_bam_model, pad_id, resolve_model_dir
+from bam.precision import Precision, model_precision
 from bam.progress import progress_bar
 from bam.tasks import get_task
 from bam.tasks.spec import TaskSpec
@@ -80,7 +86,9 @@ class Predictor:
         meta: dict[str, Any],
         max_length: int | None = None,
         model_dir: Path | None = None,
+        precision: str | None = None,
     ):
+        """``precision``: auto, fp32, bf16 or fp16 (None: the one the model trained in)."""
         self.model = model
         self.model_dir = model_dir
         self.tokenizer = tokenizer
@@ -88,6 +96,7 @@ class Predictor:
         train_config = meta.get("train_config") or {}
         self.max_length = int(max_length or train_config.get("max_length") or DEFAULT_MAX_LENGTH)
         self.pad_id = pad_id(tokenizer)
+        self.precision: Precision = model_precision(meta, next(model.parameters()).device, precision)
 
     @classmethod
     def load(
@@ -96,11 +105,13 @@ class Predictor:
         device: str | torch.device | None = None,
         max_length: int | None = None,
         trust_remote_code: bool = False,
+        precision: str | None = None,
     ) -> Predictor:
-        """Load a model folder (or a training output folder); GPU when there is one, unless told."""
+        """Load a model folder (or a training output folder); GPU when there is one, unless told;
+        in the precision it trained in unless ``precision`` (auto, fp32, bf16, fp16) says otherwise."""
         folder = resolve_model_dir(model_dir)
         model, tokenizer, meta = load_bam_model(folder, trust_remote_code=trust_remote_code, device=device)
-        return cls(model, tokenizer, meta, max_length, folder)
+        return cls(model, tokenizer, meta, max_length, folder, precision)
 
     @property
     def tasks(self) -> list[str]:
@@ -159,7 +170,9 @@ class Predictor:
         if len(examples) == 0:
             return {h: self._empty(self.model.head_specs[h]) for h in heads}
         features = tokenize(examples, self.tokenizer, self.max_length)
-        return predict_heads_outputs(self.model, features, heads, self.pad_id, batch_size)
+        return predict_heads_outputs(
+            self.model, features, heads, self.pad_id, batch_size, precision=self.precision
+        )
 
     @staticmethod
     def _empty(spec: HeadSpec) -> np.ndarray:
