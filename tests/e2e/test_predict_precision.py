@@ -25,7 +25,7 @@ from bam.model import read_model_meta
 from bam.precision import FP32, Precision, model_precision
 from bam.tasks import get_task
 from bam.train.loop import train
-from tests.helpers import GLUE, PAIRS, save_tiny_model
+from tests.helpers import GLUE, PAIRS, TINY, save_tiny_model
 
 EVAL_BATCH = 16
 RTE_DEV = GLUE / "RTE" / "dev.tsv"
@@ -42,8 +42,7 @@ def _bf16_units(monkeypatch: pytest.MonkeyPatch) -> None:
 def bf16_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random model trained for two steps in bf16 (its dev scores computed in bf16)."""
     values = {
-        "model": "minilm-l6", "random_init": True, "encoder_overrides": {"num_hidden_layers": 2,
-        "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2}, "max_length": 64,
+        "model": "minilm-l6", "random_init": True, "encoder_overrides": dict(TINY), "max_length": 64,
         "batch_size": 8, "epochs": 1.0, "learning_rate": 1e-3, "log_with": [], "checkpoint_every": 0,
         "tasks": ["rte"], "train_cap": {"rte": 16}, "precision": "bf16", "pooling": "cls",
         "eval_batch_size": EVAL_BATCH,
