@@ -18,7 +18,7 @@ import numpy as np
 
 from bam.data.examples import Examples
 from bam.errors import BamError
-from bam.tasks.spec import TaskSpec
+from bam.tasks.spec import HashPart, TaskSpec
 
 csv.field_size_limit(sys.maxsize)
 
@@ -42,7 +42,20 @@ def read_split(task: TaskSpec, split: str, data_dir: str | Path) -> Examples:
     if not path.is_file():
         raise BamError(f"{path}: file not found (task {task.name}, split {split})")
     rows = list(_iter_rows(path, task.format, spec.header, spec.columns))
+    if spec.part is not None:
+        rows = _part_rows(rows, spec.part, path)
     return rows_to_examples(task, split, rows, str(path), labeled=spec.labeled)
+
+
+def _part_rows(rows: list[tuple[int, Row]], part: HashPart, path: Path) -> list[tuple[int, Row]]:
+    """The rows of ``part`` (a split cut from a shared file), in file order."""
+    kept = []
+    for line, row in rows:
+        if part.column not in row:
+            raise BamError(f"{path} line {line}: missing column {part.column!r}, which splits this file")
+        if part.keeps(row[part.column]):
+            kept.append((line, row))
+    return kept
 
 
 def rows_to_examples(

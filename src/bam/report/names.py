@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bam.tasks import GLUE_TASKS
+from bam.tasks import BUILTIN_TASKS
 
 METHOD_NAMES = {
     "single": "Single (teachers)",
@@ -18,9 +18,9 @@ def ordered(methods: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]
 
 
 def task_columns(methods: dict[str, dict[str, float]]) -> list[str]:
-    """GLUE tasks in the benchmark's order (whatever order a JSON file kept), then custom tasks."""
+    """Built-in tasks in the table's order (whatever order a JSON file kept), then custom tasks."""
     names: list[str] = []
     for scores in methods.values():
         names += [k for k in scores if k != "avg" and k not in names]
-    glue = [t for t in GLUE_TASKS if t in names]
-    return glue + [t for t in names if t not in glue]
+    builtin = [t for t in BUILTIN_TASKS if t in names]
+    return builtin + [t for t in names if t not in builtin]

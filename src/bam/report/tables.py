@@ -13,11 +13,11 @@ from bam.errors import BamError
 from bam.extras import MissingExtra
 from bam.fileio import atomic_write_text, read_json_object
 from bam.report.names import METHOD_NAMES, ordered, task_columns
-from bam.tasks import GLUE_TASKS
+from bam.tasks import BUILTIN_TASKS
 
 
 def _label(task: str) -> str:
-    return GLUE_TASKS[task].display if task in GLUE_TASKS else task
+    return BUILTIN_TASKS[task].display if task in BUILTIN_TASKS else task
 
 
 def _cell(value: float | None) -> str:

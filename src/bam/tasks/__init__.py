@@ -8,13 +8,16 @@ from typing import TYPE_CHECKING
 
 from bam.errors import BamError
 from bam.tasks.glue import GLUE_TASKS
+from bam.tasks.pools import POOL_TASKS
 from bam.tasks.spec import HubSource, SplitFile, TaskSpec
 
 if TYPE_CHECKING:
     from bam.config.train import TrainConfig
 
 __all__ = [
+    "BUILTIN_TASKS",
     "GLUE_TASKS",
+    "POOL_TASKS",
     "HubSource",
     "SplitFile",
     "TaskSpec",
@@ -25,27 +28,30 @@ __all__ = [
     "task_names",
 ]
 
+# Every task bam knows by name: GLUE's, then the pools of GLUE dev rows (bam.tasks.pools).
+BUILTIN_TASKS: dict[str, TaskSpec] = {**GLUE_TASKS, **POOL_TASKS}
+
 _ALIASES: dict[str, str] = {}
-for _task in GLUE_TASKS.values():
+for _task in BUILTIN_TASKS.values():
     for _alias in (_task.name, _task.display, *_task.aliases):
         _ALIASES[_alias.lower()] = _task.name
 
 
 def get_task(name_or_path: str) -> TaskSpec:
-    """A GLUE task by any of its names, or a custom task from a YAML file's path."""
+    """A built-in task by any of its names, or a custom task from a YAML file's path."""
     if name_or_path.endswith((".yaml", ".yml")) or Path(name_or_path).suffix in {".yaml", ".yml"}:
         from bam.tasks.custom import load_custom_task
 
         return load_custom_task(name_or_path)
     canonical = _ALIASES.get(name_or_path.lower())
     if canonical is None:
-        known = ", ".join(sorted(GLUE_TASKS))
+        known = ", ".join(sorted(BUILTIN_TASKS))
         raise BamError(f"unknown task {name_or_path!r} (known: {known}, or a custom-task .yaml file)")
-    return GLUE_TASKS[canonical]
+    return BUILTIN_TASKS[canonical]
 
 
 def task_names() -> list[str]:
-    return list(GLUE_TASKS)
+    return list(BUILTIN_TASKS)
 
 
 def check_task_keys(setting: str, keys: Iterable[str], allowed: Collection[str]) -> None:

@@ -31,6 +31,7 @@ import yaml
 from bam import safeyaml
 from bam.errors import BamError
 from bam.tasks.glue import GLUE_TASKS
+from bam.tasks.pools import POOL_TASKS
 from bam.tasks.spec import SplitFile, TaskKind, TaskSpec
 
 _KEYS = (
@@ -51,7 +52,9 @@ _METRICS = {"classification": ("accuracy", "f1", "mcc"), "regression": ("pearson
 _DEFAULT_METRIC = {"classification": "accuracy", "regression": "spearman"}
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _MISSING = object()
-_GLUE_NAMES = {n.lower() for t in GLUE_TASKS.values() for n in (t.name, t.display, *t.aliases)}
+_BUILTIN_NAMES = {
+    n.lower() for t in (*GLUE_TASKS.values(), *POOL_TASKS.values()) for n in (t.name, t.display, *t.aliases)
+}
 
 
 class _Doc:
@@ -103,8 +106,8 @@ def _task(doc: _Doc, root: str, splits: dict[str, SplitFile] | None = None) -> T
         raise doc.error(
             "name", f"{name!r} must be lower-case letters, digits, '_' or '-' (it names a folder)"
         )
-    if name in _GLUE_NAMES:
-        raise doc.error("name", f"{name!r} is a GLUE task's name; pick another")
+    if name in _BUILTIN_NAMES:
+        raise doc.error("name", f"{name!r} is a built-in task's name; pick another")
 
     fmt = doc.string("format")
     if fmt not in _FORMATS:

@@ -7,10 +7,27 @@ task's name; it reads these fields.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Literal
 
 TaskKind = Literal["classification", "regression"]
+
+
+@dataclass(frozen=True)
+class HashPart:
+    """A fixed part of one file's rows, chosen by a salted SHA-256 of a column (not Python's
+    ``hash``, which changes per process): the same rows on every machine and for every run seed,
+    so two splits cut from one file (QNLI-pool's train and eval parts) never share a row."""
+
+    column: str
+    salt: str
+    percent: int  # share of rows, 0-100, in the held-out part
+    held_out: bool  # this split is the held-out part (else: every other row)
+
+    def keeps(self, value: str) -> bool:
+        digest = hashlib.sha256(f"{self.salt}\x1f{value}".encode()).digest()
+        return (int.from_bytes(digest[:8], "big") % 100 < self.percent) == self.held_out
 
 
 @dataclass(frozen=True)
@@ -22,6 +39,8 @@ class SplitFile:
     header: bool = True
     # Column names for files without a header row (CoLA train/dev).
     columns: tuple[str, ...] = ()
+    # Only these rows of the file (a split cut from a file shared with another split).
+    part: HashPart | None = None
 
 
 @dataclass(frozen=True)
