@@ -140,14 +140,15 @@ def test_a_dry_run_says_which_files_it_could_not_read(tmp_path, capsys) -> None:
 
 
 def test_dry_run_tells_how_jobs_schedule_the_stages(capsys) -> None:
-    assert main(["run", "--preset", "glue5-cpu", "--dry-run", "description=CoLA, boosted"]) == 0
+    dry = ["run", "--preset", "glue5-cpu", "--dry-run", "--no-calibrate"]
+    assert main([*dry, "description=CoLA, boosted"]) == 0
     plan = capsys.readouterr().out
     assert plan.startswith("CoLA, boosted\n\nplan: 5 tasks")
     assert "order: one stage at a time, seed by seed, teachers first (8 stages per seed)" in plan
-    assert main(["run", "--preset", "glue5-cpu", "--dry-run", "--jobs", "3", "seeds=[1,2]"]) == 0
+    assert main([*dry, "--jobs", "3", "seeds=[1,2]"]) == 0
     out = capsys.readouterr().out
     assert "all 10 teacher stages 3 at a time (" in out and "then all 6 student stages 3 at a time (" in out
-    assert main(["run", "--preset", "glue5-cpu", "--dry-run", "--jobs", "0"]) == 2
+    assert main([*dry, "--jobs", "0"]) == 2
     assert "--jobs must be at least 1" in capsys.readouterr().err
 
 
@@ -190,7 +191,8 @@ def test_a_stage_with_a_checkpoint_is_shown_at_its_step(tmp_path) -> None:
 
 
 def test_overrides_may_sit_on_both_sides_of_an_option(capsys) -> None:
-    argv = ["run", "--preset", "glue5-cpu", "methods.bam_t2=null", "--dry-run", "seeds=[1,2]", "seeds=[4]"]
+    argv = ["run", "--preset", "glue5-cpu", "methods.bam_t2=null", "--dry-run", "--no-calibrate"]
+    argv += ["seeds=[1,2]", "seeds=[4]"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "methods compared: single, multi, bam\n" in out
@@ -203,14 +205,14 @@ def test_overrides_may_sit_on_both_sides_of_an_option(capsys) -> None:
     assert "cola   rows    8,551" in plan and "sampling share  18.4% (α=0.75)" in plan
     assert "  bam_cola2: cola 31.1%, sst2 29.4%, mrpc 13.9%, stsb 19.4%, rte 6.2% (α=0.75, cola ×2)" in plan
     with pytest.raises(SystemExit):
-        main(["run", "--preset", "glue5-cpu", "--dry-run", "--bogus"])
+        main(["run", "--preset", "glue5-cpu", "--dry-run", "--no-calibrate", "--bogus"])
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
 
 
 def test_a_lone_stage_of_a_jobs_phase_gets_the_idle_cores(monkeypatch, capsys) -> None:
     monkeypatch.setattr("bam.experiment.jobs.os.cpu_count", lambda: 4)
     monkeypatch.setattr("bam.experiment.jobs.torch.cuda.is_available", lambda: False)
-    argv = ["run", "--preset", "glue5-cpu", "--dry-run", "--jobs", "2", "seeds=[1]"]
+    argv = ["run", "--preset", "glue5-cpu", "--dry-run", "--no-calibrate", "--jobs", "2", "seeds=[1]"]
     assert main([*argv, "methods.multi=null", "methods.bam_t2=null"]) == 0
     assert (
         "all 5 teacher stages 2 at a time (2 thread(s) each on CPU), "

@@ -133,7 +133,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         if not args.overwrite:  # the refusal the run itself would meet (a file, a folder not ours)
             claim_run_folder(output, overwrite=False)
 
-        print(describe_plan(config, args.jobs))
+        print(describe_plan(config, args.jobs, calibrate=not args.no_calibrate))
         if (output / "stages").is_dir():  # a run begun: what it holds already
             print(f"\n{describe_progress(config, output)}")
         return
@@ -181,10 +181,17 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=help_epilog("run"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--preset", help="a built-in preset: demo (default), smoke, glue5-cpu, glue-paper")
+    p.add_argument(
+        "--preset", help="a built-in preset: demo (default), smoke, glue5-cpu, glue7-cpu, glue-paper"
+    )
     p.add_argument("--config", help="a YAML run config (layered over the preset)")
     p.add_argument("--output", help="run folder (default runs/<preset>)")
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan, train nothing")
+    p.add_argument(
+        "--no-calibrate",
+        action="store_true",
+        help="--dry-run: skip timing a few training steps here, so no time estimate",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a folder that holds something else")
     p.add_argument(
         "--jobs", type=int, default=1, help="stages trained at once, in separate processes (default 1)"

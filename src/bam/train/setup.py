@@ -148,7 +148,8 @@ def _accelerator(config: TrainConfig, output_dir: Path, multitask: bool) -> Acce
         raise BamError(f"log_with: {str(err).splitlines()[0]}") from None
 
 
-def _build(config: TrainConfig, tasks: list[TaskSpec]) -> tuple[BamModel, Any]:
+def build_run_model(config: TrainConfig, tasks: list[TaskSpec]) -> tuple[BamModel, Any]:
+    """The model and tokenizer a run of ``config`` trains (also timed by ``bam run --dry-run``)."""
     torch.manual_seed(config.seed)
     model, tokenizer = build_model(
         config.model,
@@ -184,7 +185,7 @@ def set_up(
     default_device()  # more processes than GPUs: refused in words before accelerate fails on it
     precision = resolve_precision(config.precision, default_device())
     allow_tf32()
-    model, tokenizer = _build(config, rows.tasks)
+    model, tokenizer = build_run_model(config, rows.tasks)
     data = [
         load_task_data(task, examples, config, tokenizer, cache_dir)
         for task, examples in zip(rows.tasks, rows.rows, strict=True)
