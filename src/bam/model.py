@@ -325,29 +325,39 @@ def load_bam_model(
         # a hand-edited description: a missing field, a wrong type, an unknown pooling
         detail = f"missing field {err}" if isinstance(err, KeyError) else _first_line(err)
         raise BamError(f"{model_dir / META_FILE}: not a usable model description ({detail})") from None
-    try:
-        state = load_file(str(model_dir / MODEL_FILE))
-    except Exception as err:  # safetensors raises its own error types for truncated files
-        raise BamError(f"{model_dir / MODEL_FILE}: unreadable weights ({err})") from None
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # shapes that differ from the description: "size mismatch for ..."
-        mismatch = [line.strip() for line in str(err).splitlines() if "size mismatch" in line]
-        detail = mismatch[0][:200] if mismatch else _first_line(err)
-        raise BamError(f"{model_dir / MODEL_FILE}: weights do not match {META_FILE} ({detail})") from None
-    # Buffers such as position_ids are rebuilt by the encoder and need not be stored.
-    missing = [k for k in missing if not k.endswith("position_ids")]
-    if missing or unexpected:
-        raise BamError(
-            f"{model_dir / MODEL_FILE}: weights do not match the model "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
+    path = model_dir / MODEL_FILE
+    load_weights(model, read_weights(path), path, META_FILE)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     except (OSError, ValueError, TypeError) as err:  # missing or damaged tokenizer files
         raise BamError(f"{model_dir}: unreadable tokenizer files ({_first_line(err)})") from None
     model.to(device or default_device()).eval()
     return model, tokenizer, meta
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; a truncated or damaged file is one line naming it."""
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types for truncated files
+        raise BamError(f"{path}: unreadable weights ({err})") from None
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path, against: str) -> None:
+    """Every weight of ``model`` from ``state`` (read from ``path``), by name and shape: strict, so
+    a model that is not the one described (``against``) is one line, never half loaded."""
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shapes that differ from the description: "size mismatch for ..."
+        mismatch = [line.strip() for line in str(err).splitlines() if "size mismatch" in line]
+        detail = mismatch[0][:200] if mismatch else _first_line(err)
+        raise BamError(f"{path}: weights do not match {against} ({detail})") from None
+    # Buffers such as position_ids are rebuilt by the encoder and need not be stored.
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise BamError(
+            f"{path}: weights do not match {against} (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
 
 
 def _model_from_meta(meta: dict[str, Any], trust_remote_code: bool) -> BamModel:

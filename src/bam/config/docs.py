@@ -53,6 +53,7 @@ TRAIN_DOCS = {
     "temperature": "softmax temperature of distillation (the soft term scaled by T²)",
     "ema_decay": "evaluate and save an exponential moving average of the weights; 0: off",
     "teacher_outputs": "task -> teacher output files to distil from (bam run fills it in)",
+    "init_model": "a bam model folder whose encoder and these tasks' heads training starts from",
     "eval_every": "steps between dev evaluations; 0: at each epoch's end",
     "checkpoint_every": "steps between resumable checkpoints; 0: at epoch ends only",
     "keep_best": "keep the weights of the best dev average, not the last",
@@ -80,6 +81,7 @@ RUN_DOCS = {
 METHOD_DOCS = {
     "per_task": "true: one student per task (Single→Single born-again)",
     "teacher": "whose outputs it distils from: single (the task teachers) or a method (Multi→Multi)",
+    "init_from": "a method whose trained models it starts from, encoder and heads (BAM → fine-tuned)",
     "teachers": "distil from the average of this many teachers per task",
     "teacher_folds": "k: out-of-fold teacher outputs from k extra teachers per task",
 }
@@ -149,6 +151,7 @@ def describe_keys() -> str:
         train_rows.append((spec.name, _type_name(train_hints[spec.name]), flow(_default(spec)), meaning))
     method_rows = [("per_task", "bool", "false", METHOD_DOCS["per_task"])]
     method_rows += [("teacher", "str", "single", METHOD_DOCS["teacher"])]
+    method_rows += [("init_from", "str", "null (the encoder's own weights)", METHOD_DOCS["init_from"])]
     method_rows += [("teachers", "int", "the run's teachers_per_task", METHOD_DOCS["teachers"])]
     method_rows += [("teacher_folds", "int", "0", METHOD_DOCS["teacher_folds"])]
     return "\n".join(

@@ -4,9 +4,11 @@ Every stage is a :class:`~bam.config.TrainConfig` built from layers: the default
 (shared by all stages), then ``teacher`` or ``student``, then a method's own overrides. Methods
 are data, read into :class:`Method` objects: ``single`` is the teachers themselves; any other
 entry is a student configuration, so an ablation is one line (``methods.bam_const:
-{lambda_schedule: constant}``). Four method keys are not training settings: ``per_task`` (one
+{lambda_schedule: constant}``). Five method keys are not training settings: ``per_task`` (one
 student per task: Single→Single born-again), ``teacher`` (the method whose outputs it distils
 from: ``single``, the task teachers, or another method's students: Multi→Multi, a second round),
+``init_from`` (the method whose trained models its students start from, encoder and that task's
+head: single-task fine-tuning after multi-task training),
 ``teachers`` (how many teachers per task, of seeds
 seed, seed+1000, ..., the student distils from the average of; ``teachers_per_task`` otherwise)
 and ``teacher_folds`` (k: cross-fitted teacher outputs; k extra teachers per task, teacher i
@@ -47,7 +49,8 @@ PER_TASK_KEY = "per_task"  # a method key: one student per task (Single→Single
 TEACHERS_KEY = "teachers"  # a method key: an ensemble of this many teachers per task
 FOLDS_KEY = "teacher_folds"  # a method key: out-of-fold outputs of this many fold teachers per task
 TEACHER_KEY = "teacher"  # a method key: the method whose outputs it reads (default: single)
-METHOD_KEYS = (PER_TASK_KEY, TEACHER_KEY, TEACHERS_KEY, FOLDS_KEY)
+INIT_KEY = "init_from"  # a method key: the method whose trained models its students start from
+METHOD_KEYS = (PER_TASK_KEY, TEACHER_KEY, INIT_KEY, TEACHERS_KEY, FOLDS_KEY)
 # A teacher key: task -> the settings that task's teachers (members, fold teachers) take over `teacher`.
 TEACHER_KEYS = (PER_TASK_KEY,)
 # TrainConfig keys bam run sets for each stage, never by hand: what to write instead.
@@ -56,6 +59,7 @@ STAGE_FIELDS = {
     "seed": "the run's seeds",
     "cv_folds": FOLDS_KEY,
     "cv_holdout": FOLDS_KEY,
+    "init_model": f"methods.<name>.{INIT_KEY}",
 }
 SINGLE = "single"  # the method that is the teachers themselves
 
@@ -63,7 +67,7 @@ SINGLE = "single"  # the method that is the teachers themselves
 @dataclass(frozen=True)
 class Method:
     """One method of the comparison, as its ``methods`` entry reads: the training settings its
-    student takes over ``student``, and the four keys that shape its stages instead."""
+    student takes over ``student``, and the five keys that shape its stages instead."""
 
     name: str
     overrides: dict[str, Any] = field(default_factory=dict, hash=False)  # TrainConfig keys
@@ -71,6 +75,7 @@ class Method:
     teachers: int = 1  # teachers per task whose outputs it averages (seeds seed, seed+1000, ...)
     teacher_folds: int = 0  # k: reads cross-fitted outputs of k fold teachers per task; 0: not
     teacher: str = "single"  # the method whose outputs it reads: the task teachers, or a student's
+    init_from: str | None = None  # the method whose models its stages start from; None: the encoder
 
     @property
     def is_single(self) -> bool:
@@ -80,6 +85,19 @@ class Method:
     def reads_a_method(self) -> bool:
         """It distils from another method's students (Multi→Multi, a round), not the teachers."""
         return self.teacher != SINGLE
+
+    @property
+    def one_per_task(self) -> bool:
+        """It trains one model per task (Single's teachers, a ``per_task`` student)."""
+        return self.per_task or self.is_single
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The methods whose stages must be trained first: the one it reads, the one it starts from."""
+        return (
+            *([self.teacher] if self.reads_a_method else []),
+            *([self.init_from] if self.init_from else []),
+        )
 
     def student_groups(self, tasks: list[str]) -> list[list[str]]:
         """The task lists it trains a student on each: all tasks together, or each alone."""
@@ -106,8 +124,11 @@ def parse_method(name: str, settings: Any, teachers_per_task: int = 1) -> Method
     teacher = settings.get(TEACHER_KEY, SINGLE)
     if not isinstance(teacher, str):
         raise BamError(f"methods.{name}.{TEACHER_KEY} must be a method's name, got {teacher!r}")
+    start = settings.get(INIT_KEY)
+    if start is not None and not isinstance(start, str):
+        raise BamError(f"methods.{name}.{INIT_KEY} must be a method's name, got {start!r}")
     overrides = {key: value for key, value in settings.items() if key not in METHOD_KEYS}
-    return Method(name, overrides, per_task, count, folds, teacher)
+    return Method(name, overrides, per_task, count, folds, teacher, start)
 
 
 @dataclass
@@ -203,6 +224,8 @@ class RunConfig:
                 self._check_folds(method, student)
             if method.reads_a_method:
                 self._check_teacher_method(method, student)
+            if method.init_from is not None:
+                self._check_init_from(method, student)
         per_task = self.teacher_per_task()
         for task, name in zip(self.tasks, names, strict=True):
             teacher = self.teacher_config(task, self.seeds[0])
@@ -264,13 +287,41 @@ class RunConfig:
         for key in (FOLDS_KEY, TEACHERS_KEY):
             if key in settings:
                 raise BamError(f"{where}: not with {key} (it reads one student of {method.teacher} per task)")
-        chain = [method.name]
-        teacher = self.method(method.teacher)
-        while teacher.reads_a_method and teacher.teacher in self.methods:  # else: named at its own turn
-            chain.append(teacher.name)
-            if teacher.teacher in chain:
-                raise BamError(f"{where}: a cycle ({' → '.join([*chain, teacher.teacher])})")
-            teacher = self.method(teacher.teacher)
+        self._check_no_cycle([method.name], where)
+
+    def _check_init_from(self, method: Method, student: TrainConfig) -> None:
+        """A method whose models start from another method's: one that exists, trains the same
+        encoder, and trains one model for each group of tasks this method trains together."""
+        where = f"methods.{method.name}.{INIT_KEY}"
+        if method.init_from not in self.methods:
+            raise BamError(f"{where}: no method {method.init_from!r} (methods: {', '.join(self.methods)})")
+        if method.init_from == method.name:
+            raise BamError(f"{where}: a method cannot start from itself")
+        source = self.method(method.init_from)
+        if source.one_per_task and not method.per_task:
+            raise BamError(
+                f"{where}: {source.name} trains one model per task, and {method.name} one on all tasks "
+                "together (add per_task: true)"
+            )
+        sources = [self.teacher_config(t, self.seeds[0]) for t in self.tasks] if source.is_single else []
+        sources = sources or [self.student_config(source, self.tasks, self.seeds[0])]
+        for key in ("model", "encoder_overrides", "pooling"):
+            theirs = next(
+                (getattr(c, key) for c in sources if getattr(c, key) != getattr(student, key)), None
+            )
+            if theirs is not None:
+                raise BamError(
+                    f"{where}: {source.name} trains {key} {theirs!r}, {method.name} {getattr(student, key)!r}"
+                )
+        self._check_no_cycle([method.name], where)
+
+    def _check_no_cycle(self, chain: list[str], where: str) -> None:
+        """No method that ``chain``'s last reads or starts from (and so on) is on ``chain``."""
+        for source in self.method(chain[-1]).sources:
+            if source in chain:
+                raise BamError(f"{where}: a cycle ({' → '.join([*chain, source])})")
+            if source in self.methods:  # else: named at its own turn
+                self._check_no_cycle([*chain, source], where)
 
     def _check_folds(self, method: Method, student: TrainConfig) -> None:
         """Cross-fitting needs one teacher per task, a student that reads it, and the same rows."""

@@ -33,6 +33,7 @@ WEIGHT_AVERAGE = {"keyed_when_set": "ema_decay"}
 ACCUMULATION = {"keyed_when_set": "gradient_accumulation_steps"}
 COMPILED = {"keyed_when_set": "compile"}
 ATTENTION = {"keyed_when_set": "attention"}
+START = {"keyed_when_set": "init_model"}
 # Settings that do not change the trained weights (logging, how often to checkpoint, threads, the
 # evaluation batch): left out of every stage key, so turning TensorBoard on trains nothing again.
 NOT_KEYED = {"keyed": False}
@@ -75,6 +76,9 @@ class TrainConfig:
     # Keep (evaluate, save) an exponential moving average of the weights; 0: the weights themselves.
     ema_decay: float = field(default=0.0, metadata=WEIGHT_AVERAGE)
     teacher_outputs: dict[str, list[str]] = field(default_factory=dict)  # task -> files (ensemble)
+    # A bam model folder (or a training folder holding one) whose encoder and these tasks' heads the
+    # model starts from, not the encoder's own weights: fine-tuning after multi-task training.
+    init_model: str | None = field(default=None, metadata=START)
     eval_every: int = 0  # steps between dev evaluations; 0: at each epoch end
     checkpoint_every: int = field(default=200, metadata=NOT_KEYED)  # steps between checkpoints; 0: epoch ends
     keep_best: bool = True  # keep the checkpoint with the best dev average, not the last

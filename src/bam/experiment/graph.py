@@ -9,9 +9,11 @@ Per seed and task: the task's teacher (member 0, Single's), ensemble members (se
 as many as the largest ensemble some method reads), and k fold teachers for each fold count k
 some method cross-fits with; then each student method's stages, a method taught by another
 method's students (``teacher: multi``: Multi→Multi, a second round) after that method's: it
-reads, per task, the one stage of that method that trained on the task (its head). ``reads`` name
-any earlier stage by label, and running, planning and ``--jobs`` follow them
-(:meth:`SeedGraph.waves`).
+reads, per task, the one stage of that method that trained on the task (its head). A method that
+starts from another's models (``init_from: bam``: fine-tuning after multi-task training) comes
+after it too: each of its stages ``starts_from`` the stage of that method that trained its tasks.
+``reads`` and ``starts_from`` name earlier stages by label, and running, planning and ``--jobs``
+follow them (:meth:`SeedGraph.waves`).
 """
 
 from __future__ import annotations
@@ -61,14 +63,24 @@ class Stage:
     method: str | None = None  # a student's method; "single" for Single's teacher; else None
     reads: Mapping[str, Reads] = field(default_factory=dict)  # task name -> whose outputs, how
     taught_by: str | None = None  # the method whose students it reads; None: the task teachers
+    init_from: str | None = None  # the method whose model it starts from; None: the encoder's weights
+    starts_from: str | None = None  # the label of that method's stage whose weights it starts from
+
+    @property
+    def after(self) -> tuple[str, ...]:
+        """The labels of the stages it needs trained first: those it reads, the one it starts from."""
+        read = (label for reads in self.reads.values() for label in reads.stages)
+        return (*read, *([self.starts_from] if self.starts_from else []))
 
     @property
     def title(self) -> str:
         """What a plan calls it: ``teacher rte s13``, ``teacher rte s13 fold 0/2``, ``bam rte+stsb``
-        (tasks as the run config spells them), ``bam2 rte+stsb ← bam`` (taught by bam's student)."""
+        (tasks as the run config spells them), ``bam2 rte+stsb ← bam`` (taught by bam's student),
+        ``bam_ft rte ⇐ bam`` (starts from bam's student)."""
         tasks = "+".join(self.config.tasks)
         if self.role is Role.STUDENT:
-            return f"{self.method} {tasks}" + (f" ← {self.taught_by}" if self.taught_by else "")
+            taught = f" ← {self.taught_by}" if self.taught_by else ""
+            return f"{self.method} {tasks}{taught}" + (f" ⇐ {self.init_from}" if self.init_from else "")
         fold = f" fold {self.config.cv_holdout}/{self.config.cv_folds}" if self.role is Role.FOLD else ""
         return f"teacher {tasks} s{self.seed}{fold}"
 
@@ -83,11 +95,13 @@ class SeedGraph:
 
     def waves(self) -> list[list[Stage]]:
         """The stages in rounds that do not depend on each other: the teachers, then the students
-        that read only teachers (or nothing), then students of those students, and so on."""
+        that read only teachers (or nothing), then students that read or start from those students,
+        and so on."""
         wave: dict[str, int] = {}
         for stage in self.stages:
-            read = [wave[label] for reads in stage.reads.values() for label in reads.stages]
-            wave[stage.label] = 0 if stage.role.is_teacher else 1 + max(read, default=0)
+            wave[stage.label] = (
+                0 if stage.role.is_teacher else 1 + max((wave[label] for label in stage.after), default=0)
+            )
         rounds: list[list[Stage]] = [[] for _ in range(max(wave.values(), default=-1) + 1)]
         for stage in self.stages:
             rounds[wave[stage.label]].append(stage)
@@ -153,11 +167,12 @@ def _teachers(
 
 
 def _teaching_order(config: RunConfig) -> list[Method]:
-    """The student methods, each after the method whose students it reads (else as listed)."""
+    """The student methods, each after the methods whose students it reads or starts from (else
+    as listed)."""
     methods = {m.name: m for m in config.method_specs() if not m.is_single}
 
     def depth(method: Method) -> int:  # rounds of students before it (a validated config: no cycle)
-        return 1 + depth(methods[method.teacher]) if method.reads_a_method else 0
+        return max((1 + depth(methods[name]) for name in method.sources if name in methods), default=0)
 
     return sorted(methods.values(), key=depth)
 
@@ -165,7 +180,8 @@ def _teaching_order(config: RunConfig) -> list[Method]:
 def _students(config: RunConfig, seed: int, teachers: list[Stage]) -> list[Stage]:
     """Each student method's stages; one that distils reads, per task, its ensemble's first
     ``teachers`` members, the ``teacher_folds`` fold teachers (cross-fitted), or the stage of
-    its ``teacher`` method that trained on the task."""
+    its ``teacher`` method that trained on the task; one with ``init_from`` starts from the stage
+    of that method (a teacher, for single) that trained on its tasks."""
     stages: list[Stage] = []
     for method in _teaching_order(config):
         groups = method.student_groups(config.tasks)
@@ -190,5 +206,10 @@ def _students(config: RunConfig, seed: int, teachers: list[Stage]) -> list[Stage
                     reads[name] = Reads(Read.AVERAGE, tuple(own[: method.teachers]))
             label = f"{method.name}-{'-'.join(names) if len(groups) > 1 else 'all'}-s{seed}"
             taught_by = method.teacher if method.reads_a_method else None
-            stages.append(Stage(Role.STUDENT, label, names, seed, student, method.name, reads, taught_by))
+            start = None
+            if method.init_from is not None:  # its tasks' stage of that method (validated: there is one)
+                sources = [s for s in [*teachers, *stages] if s.method == method.init_from]
+                start = next(s.label for s in sources if set(names) <= set(s.tasks))
+            origin = (taught_by, method.init_from, start)  # whom it learns from, where it starts
+            stages.append(Stage(Role.STUDENT, label, names, seed, student, method.name, reads, *origin))
     return stages

@@ -240,7 +240,7 @@ def describe_plan(config: RunConfig, jobs: int = 1, calibrate: bool = False) -> 
         "(6 × non-embedding parameters × tokens; padding, attention and evaluation not counted)",
         *_time_lines(rate, why, seconds[Role.TEACHER], seconds[Role.STUDENT], len(config.seeds)),
         f"methods compared: {', '.join(config.methods)}",
-        _order_line(len(first.stages) - len(students), len(students), len(config.seeds), jobs),
+        _order_line(first, len(config.seeds), jobs),
     ]
     return "\n".join(lines)
 
@@ -300,24 +300,33 @@ def _task_lines(
     return lines
 
 
-def _order_line(teachers: int, students: int, seeds: int, jobs: int) -> str:
-    """How ``bam run`` (with ``--jobs``) will schedule the stages listed above."""
+def _order_line(graph: SeedGraph, seeds: int, jobs: int) -> str:
+    """How ``bam run`` (with ``--jobs``) will schedule the stages listed above: the graph's waves
+    (:meth:`SeedGraph.waves`), every seed's wave together; students that read or start from other
+    students train in a later round than those, each round named by its methods."""
+    waves = [wave for wave in graph.waves() if wave]
+    rounds = sum(1 for wave in waves if wave[0].role is Role.STUDENT)
     if jobs == 1:
+        later = (
+            f"; students in {rounds} rounds, each after those it reads or starts from" if rounds > 1 else ""
+        )
         return (
-            f"order: one stage at a time, seed by seed, teachers first ({teachers + students} stages "
-            "per seed); --jobs N trains N at once"
+            f"order: one stage at a time, seed by seed, teachers first ({len(graph.stages)} stages per "
+            f"seed{later}); --jobs N trains N at once"
         )
 
-    def phase(count: int, what: str) -> str:
+    def phase(wave: list[Stage]) -> str:
+        count = len(wave) * seeds
+        what, named = "teacher", ""
+        if wave[0].role is Role.STUDENT:
+            methods = dict.fromkeys(str(stage.method) for stage in wave)
+            what, named = "student", f" [{', '.join(methods)}]" if rounds > 1 else ""
         return (
             f"all {count} {what} stages {min(jobs, count)} at a time "
-            f"({phase_threads(jobs, count)} thread(s) each on CPU)"
+            f"({phase_threads(jobs, count)} thread(s) each on CPU){named}"
         )
 
-    return (
-        f"order (--jobs {jobs}): {phase(teachers * seeds, 'teacher')}, then "
-        f"{phase(students * seeds, 'student')}; one GPU is shared"
-    )
+    return f"order (--jobs {jobs}): {', then '.join(map(phase, waves))}; one GPU is shared"
 
 
 def stage_status(folder: Path) -> tuple[bool, str]:

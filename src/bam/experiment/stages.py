@@ -1,8 +1,9 @@
 """Where a stage of the graph lives, ``stages/<label>-<key>``, and the teacher-output files it reads.
 
-A stage's key covers what it reads (:func:`bam.train.keys.run_keys`), so a stage that
-reads others is placed only once they are trained: its ``reads`` are turned into files here
-(recorded first, unless only looking), then its folder follows. Shared by ``bam run`` and
+A stage's key covers what it reads and the model it starts from (:func:`bam.train.keys.run_keys`),
+so a stage that reads or starts from others is placed only once they are trained: its ``reads``
+are turned into files here (recorded first, unless only looking), its ``starts_from`` into that
+stage's model folder, then its folder follows. Shared by ``bam run`` and
 ``--dry-run``, which must name the same folders.
 """
 
@@ -17,6 +18,7 @@ from bam.config.train import TrainConfig
 from bam.errors import BamError
 from bam.experiment.graph import Read, Reads, Stage
 from bam.experiment.record import NotRecorded, cross_fitted_outputs, record_teacher_outputs
+from bam.model import MODEL_DIR, MODEL_FILE
 from bam.train.checkpoint import stage_folder
 
 _STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -48,10 +50,18 @@ def _files_read(reads: Reads, folders: list[Path], config: TrainConfig, task: st
 def place(
     stage: Stage, root: Path, folders: Mapping[str, Path], record: bool = True
 ) -> tuple[Path, TrainConfig]:
-    """The stage's folder and the config that trains it, its teacher outputs filled in from the
-    ``folders`` (label -> folder) of the stages it reads. With ``record`` false nothing is
-    written: outputs not there yet, or a stage read that has no folder yet, are ``NotRecorded``."""
+    """The stage's folder and the config that trains it, its teacher outputs and the model it
+    starts from filled in from the ``folders`` (label -> folder) of the stages it reads or starts
+    from. With ``record`` false nothing is written: outputs or a model not there yet, or a stage
+    with no folder yet, are ``NotRecorded``."""
     config = stage.config
+    if stage.starts_from is not None:
+        if stage.starts_from not in folders:
+            raise NotRecorded(f"{stage.label}: {stage.starts_from} is not placed yet")
+        model = folders[stage.starts_from] / MODEL_DIR
+        if not record and not (model / MODEL_FILE).is_file():
+            raise NotRecorded(f"{stage.label}: {stage.starts_from} is not trained yet")
+        config = replace(config, init_model=str(model))
     if stage.reads:
         spelled = dict(zip(stage.tasks, config.tasks, strict=True))  # a custom task: name -> its YAML
         outputs = {}

@@ -1,9 +1,9 @@
 """A stage's key: a fingerprint of what decides its trained weights, and where its folder is.
 
 The key covers the weight-determining settings (:func:`keyed_settings`), the training and dev
-rows, the encoder's files and the teacher outputs a student reads, by content. A checkpoint, a
-finished run or a ``bam run`` stage is reused only under its key; keys of earlier versions of
-bam are still recognised (:func:`run_keys`).
+rows, the encoder's files, the teacher outputs a student reads and the model it starts from
+(``init_model``), by content. A checkpoint, a finished run or a ``bam run`` stage is reused only
+under its key; keys of earlier versions of bam are still recognised (:func:`run_keys`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from bam.data.prepare import training_rows
 from bam.distill.store import read_teacher_metadata
 from bam.errors import BamError
 from bam.fileio import fingerprint, sha256_file
-from bam.model import default_device, resolve_encoder_path
+from bam.model import MODEL_FILE, default_device, resolve_encoder_path, resolve_model_dir
 from bam.precision import resolve_precision
 from bam.tasks import get_task
 
@@ -38,6 +38,20 @@ def model_digest(name: str) -> str:
     files = sorted(p for p in folder.iterdir() if p.is_file())
     stamps = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
     return _folder_digest(str(folder.resolve()), stamps)
+
+
+def start_digest(folder: str) -> str:
+    """The weights a run starts from (``init_model``), by content: a retrained source gives a new
+    key, and a run folder that holds the source can move."""
+    try:
+        model_dir = resolve_model_dir(folder)
+    except BamError as err:
+        raise BamError(f"init_model: {err}") from None
+    path = model_dir / MODEL_FILE
+    if not path.is_file():
+        raise BamError(f"init_model: {path} is missing (the model is not trained yet)")
+    stat = path.stat()
+    return _folder_digest(str(model_dir.resolve()), ((MODEL_FILE, stat.st_size, stat.st_mtime_ns),))
 
 
 def _teacher_identity(path: str) -> dict[str, str] | None:
@@ -107,6 +121,8 @@ def run_keys(config: TrainConfig, train_examples: list[Examples] | None = None) 
     keys = []
     for settings in (keyed_settings(config), _legacy_settings(config)):
         if settings is not None:
+            if config.init_model:  # by content, not path
+                settings["init_model"] = start_digest(config.init_model)
             key = fingerprint({"config": {**settings, "teacher_outputs": teachers}, **rest})
             keys += [key] if key not in keys else []
     return keys

@@ -30,7 +30,17 @@ from bam.errors import BamError
 from bam.extras import check_trackers
 from bam.fileio import atomic_write_json, exclusive_folder
 from bam.inference.evaluate import EvalSplit, load_eval_splits
-from bam.model import BamModel, build_model, default_device, pad_id
+from bam.model import (
+    MODEL_FILE,
+    BamModel,
+    build_model,
+    default_device,
+    load_weights,
+    pad_id,
+    read_model_meta,
+    read_weights,
+    resolve_model_dir,
+)
 from bam.precision import Precision, allow_tf32, resolve_precision
 from bam.tasks import check_per_task_keys, get_task
 from bam.tasks.spec import TaskSpec
@@ -161,6 +171,8 @@ def build_run_model(config: TrainConfig, tasks: list[TaskSpec]) -> tuple[BamMode
         pooling=config.pooling,
         attention=config.attention,
     )
+    if config.init_model:
+        start_from(model, config.init_model, config.model)
     limit = longest_input(model, tokenizer)
     if limit is not None and config.max_length > limit:
         raise BamError(f"max_length: {config.max_length} is more than {config.model} reads ({limit} tokens)")
@@ -169,6 +181,33 @@ def build_run_model(config: TrainConfig, tasks: list[TaskSpec]) -> tuple[BamMode
     if config.compile:
         model.encoder.compile()  # in place: the state dict keeps its names
     return model, tokenizer
+
+
+def start_from(model: BamModel, folder: str, encoder: str) -> None:
+    """Put a trained bam model's encoder and, for each of ``model``'s tasks, its head into ``model``
+    (the source's other heads are left out): fine-tuning begins where that model's training ended.
+    Strict: every weight of ``model`` must come from the source, with the same shape."""
+    try:
+        model_dir = resolve_model_dir(folder)
+        heads = {str(head.get("task")): head for head in read_model_meta(model_dir).get("heads", [])}
+    except (BamError, AttributeError) as err:  # AttributeError: a head that is not a mapping
+        raise BamError(f"init_model: {err}") from None
+    for task, spec in model.head_specs.items():
+        theirs = heads.get(task)
+        if theirs is None:
+            raise BamError(f"init_model: {model_dir} has no head for {task} (its heads: {', '.join(heads)})")
+        if [theirs.get("kind"), theirs.get("labels")] != [spec.kind, list(spec.labels)]:
+            raise BamError(
+                f"init_model: {model_dir}'s {task} head predicts {theirs.get('kind')} "
+                f"{theirs.get('labels')}, not {spec.kind} {list(spec.labels)}"
+            )
+    path = model_dir / MODEL_FILE
+    kept = {
+        key: weights
+        for key, weights in read_weights(path).items()
+        if key.startswith("encoder.") or (key.startswith("heads.") and key.split(".")[1] in model.head_specs)
+    }
+    load_weights(model, kept, path, f"this run's model ({encoder}, heads {', '.join(model.head_specs)})")
 
 
 def set_up(
