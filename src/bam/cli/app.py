@@ -138,13 +138,13 @@ def cmd_run(args: argparse.Namespace) -> None:
             print(f"\n{describe_progress(config, output)}")
         return
     from bam.experiment.run import run
-    from bam.report.tables import format_table, teacher_check, write_report
+    from bam.report.tables import format_table, results_labels, teacher_check, write_report
 
     results = run(
         config, output, quiet=args.quiet, overwrite=args.overwrite, jobs=args.jobs, on_start=warn_if_cpus_busy
     )
     write_report(output, results)
-    print(format_table(results["methods"], markdown=False))
+    print(format_table(results["methods"], markdown=False, labels=results_labels(results)))
     check = teacher_check(results, markdown=False)
     if check:
         print(f"\nteachers against the constant prediction (the score of ignoring the input):\n{check}")

@@ -17,7 +17,7 @@ from bam.config.train import build_dataclass
 from bam.distill.schedules import lambda_at
 from bam.extras import require
 from bam.fileio import atomic_write_bytes
-from bam.report.names import METHOD_NAMES, ordered, task_columns
+from bam.report.names import label, method_labels, ordered, task_columns
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -42,7 +42,9 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def plot_scores(methods: dict[str, dict[str, float]], path: Path) -> Path:
+def plot_scores(
+    methods: dict[str, dict[str, float]], path: Path, labels: dict[str, str] | None = None
+) -> Path:
     """Grouped bars: one group per task (and the average), one bar per method."""
     methods = ordered(methods)
     columns = [*task_columns(methods), "avg"]
@@ -50,9 +52,7 @@ def plot_scores(methods: dict[str, dict[str, float]], path: Path) -> Path:
     width = 0.8 / max(len(methods), 1)
     for i, (method, scores) in enumerate(methods.items()):
         xs = [c + (i - (len(methods) - 1) / 2) * width for c in range(len(columns))]
-        ax.bar(
-            xs, [scores.get(c, float("nan")) for c in columns], width, label=METHOD_NAMES.get(method, method)
-        )
+        ax.bar(xs, [scores.get(c, float("nan")) for c in columns], width, label=label(method, labels))
     ax.set_xticks(range(len(columns)), columns)
     ax.set_ylabel("dev score (%)")
     ax.set_title("Dev scores per task and method")
@@ -154,7 +154,7 @@ def write_plots(root: Path, results: dict[str, Any]) -> list[Path]:
     first_seed = str(details["seeds"][0])
     stages = details.get("stages", {}).get(first_seed, {})
     written = [
-        plot_scores(results["methods"], root / "plot_scores.png"),
+        plot_scores(results["methods"], root / "plot_scores.png", method_labels(details["config"])),
         plot_dev_curves(stages, root / "plot_dev_curves.png"),
         plot_lambda(details["config"], root / "plot_lambda.png"),
         plot_shares(stages, root / "plot_shares.png"),

@@ -6,13 +6,14 @@ import json
 import logging
 import math
 import statistics
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from bam.errors import BamError
 from bam.extras import MissingExtra
 from bam.fileio import atomic_write_text, read_json_object
-from bam.report.names import METHOD_NAMES, ordered, task_columns
+from bam.report.names import label, method_labels, ordered, task_columns
 from bam.tasks import BUILTIN_TASKS
 
 
@@ -24,14 +25,18 @@ def _cell(value: float | None) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
 
 
-def format_table(methods: dict[str, dict[str, float]], markdown: bool = True, reorder: bool = True) -> str:
-    """Methods as rows, tasks as columns, then BAM's average."""
+Labels = Mapping[str, str] | None  # method -> its label (bam.report.names.method_labels)
+
+
+def format_table(
+    methods: dict[str, dict[str, float]], markdown: bool = True, reorder: bool = True, labels: Labels = None
+) -> str:
+    """Methods as rows (by ``labels``), tasks as columns, then BAM's average."""
     methods = ordered(methods) if reorder else methods
     tasks = task_columns(methods)
     header = ["method", *[_label(t) for t in tasks], "avg"]
     rows = [
-        [METHOD_NAMES.get(m, m), *[_cell(s.get(t)) for t in tasks], _cell(s.get("avg"))]
-        for m, s in methods.items()
+        [label(m, labels), *[_cell(s.get(t)) for t in tasks], _cell(s.get("avg"))] for m, s in methods.items()
     ]
     if markdown:
         lines = [
@@ -50,7 +55,7 @@ def format_table(methods: dict[str, dict[str, float]], markdown: bool = True, re
     return "\n".join([fmt(header), *[fmt(r) for r in rows]])
 
 
-def seed_statistics(per_seed: dict[str, dict[str, dict[str, float]]]) -> str:
+def seed_statistics(per_seed: dict[str, dict[str, dict[str, float]]], labels: Labels = None) -> str:
     """Spread of each method's average over seeds, and the paper's Mann–Whitney U test of BAM
     against every other method (one-sided: is BAM's average higher?)."""
     from scipy.stats import mannwhitneyu
@@ -68,15 +73,12 @@ def seed_statistics(per_seed: dict[str, dict[str, dict[str, float]]]) -> str:
         if "bam" in averages and method != "bam":
             result = mannwhitneyu(averages["bam"], values, alternative="greater")
             test = (f"{result.statistic:.1f}", f"{result.pvalue:.3f}")
-        median = statistics.median(values)
-        label = METHOD_NAMES.get(method, method)
-        lines.append(
-            f"| {label} | {median:.2f} | {min(values):.2f} | {max(values):.2f} | {test[0]} | {test[1]} |"
-        )
-    return "\n".join([*lines, "", _task_ranges(runs)])
+        median, spread = statistics.median(values), f"{min(values):.2f} | {max(values):.2f}"
+        lines.append(f"| {label(method, labels)} | {median:.2f} | {spread} | {test[0]} | {test[1]} |")
+    return "\n".join([*lines, "", _task_ranges(runs, labels)])
 
 
-def _task_ranges(runs: list[dict[str, dict[str, float]]]) -> str:
+def _task_ranges(runs: list[dict[str, dict[str, float]]], labels: Labels) -> str:
     """Lowest and highest score over seeds of every method × task: how far one seed can mislead."""
     methods = ordered(runs[0])
     tasks = [*task_columns(methods), "avg"]
@@ -91,11 +93,11 @@ def _task_ranges(runs: list[dict[str, dict[str, float]]]) -> str:
         for task in tasks:
             values = [run[method][task] for run in runs if task in run.get(method, {})]
             cells.append(f"{min(values):.2f}–{max(values):.2f}" if values else "–")
-        lines.append(f"| {METHOD_NAMES.get(method, method)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label(method, labels)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def bam_versus(methods: dict[str, dict[str, float]]) -> str:
+def bam_versus(methods: dict[str, dict[str, float]], labels: Labels = None) -> str:
     """BAM's lead over every other method: on the average, and the tasks where BAM is not behind."""
     if "bam" not in methods:
         return ""
@@ -112,7 +114,7 @@ def bam_versus(methods: dict[str, dict[str, float]]) -> str:
             continue
         kept = [_label(t) for t in tasks if t in scores and bam[t] >= scores[t]]
         lines.append(
-            f"| {METHOD_NAMES.get(method, method)} | {bam['avg'] - scores['avg']:+.2f} | "
+            f"| {label(method, labels)} | {bam['avg'] - scores['avg']:+.2f} | "
             f"{len(kept)} of {len(tasks)}: {', '.join(kept) or 'none'} |"
         )
     return "\n".join(lines)
@@ -194,6 +196,7 @@ def write_report(root: Path, results: dict[str, Any]) -> Path:
 
     details = results["details"]
     seeds = details["seeds"]
+    labels = method_labels(details["config"])
     description = str(details["config"].get("description") or "").strip()
     parts = ["# bam run report", "", *([description, ""] if description else [])]
     parts += [
@@ -201,17 +204,17 @@ def write_report(root: Path, results: dict[str, Any]) -> Path:
         f"`avg` is BAM's average over the tasks run (WNLI excluded). "
         f"{'Median over seeds ' + ', '.join(map(str, seeds)) if len(seeds) > 1 else f'Seed {seeds[0]}'}.",
         "",
-        format_table(results["methods"]),
+        format_table(results["methods"], labels=labels),
         "",
     ]
-    versus = bam_versus(results["methods"])
+    versus = bam_versus(results["methods"], labels)
     parts += [versus, ""] if versus else []
     check = teacher_check(results)
     parts += ["## Teachers against the constant prediction", "", check, ""] if check else []
     if len(seeds) > 1:
-        parts += [seed_statistics(details["per_seed"]), ""]
+        parts += [seed_statistics(details["per_seed"], labels), ""]
         for seed, methods in sorted(details["per_seed"].items(), key=lambda item: int(item[0])):
-            parts += [f"## Seed {seed}", "", format_table(methods), ""]
+            parts += [f"## Seed {seed}", "", format_table(methods, labels=labels), ""]
     # in results.json's order (sorted), so a report written from the file reads as the first one
     parts += ["## Wall time per stage", "", "| stage | seconds |", "|---|---:|"]
     parts += [f"| {name} | {secs:.0f} |" for name, secs in sorted(details["stage_seconds"].items())]
@@ -246,7 +249,16 @@ def compare_runs(folders: list[Path]) -> str:
     """Several runs side by side: one row per run and method, tasks as columns."""
     rows: dict[str, dict[str, float]] = {}
     for folder in folders:
-        methods = read_results(folder / "results.json")["methods"]
-        for method, scores in ordered(methods).items():
-            rows[f"{folder.name} · {METHOD_NAMES.get(method, method)}"] = scores
+        results = read_results(folder / "results.json")
+        labels = results_labels(results)
+        for method, scores in ordered(results["methods"]).items():
+            rows[f"{folder.name} · {label(method, labels)}"] = scores
     return format_table(rows, reorder=False)
+
+
+def results_labels(results: dict[str, Any]) -> dict[str, str]:
+    """The method labels of a results.json (:func:`~bam.report.names.method_labels`); none for a
+    file without its run's config."""
+    details = results.get("details")
+    config = details.get("config") if isinstance(details, dict) else None
+    return method_labels(config) if isinstance(config, dict) else {}
