@@ -140,6 +140,31 @@ def test_bam_train_killed_twice_resumes_to_identical_results(
     assert (out / "train_done.json").stat().st_mtime_ns == before
 
 
+# Two tasks of 24 rows (the same 48 steps); the shares re-measured every 5 steps, so that a kill
+# falls between two updates (the shares restored) and on an update step (re-measured on resume).
+ADAPTIVE = ["sampling=adaptive", "sampling_update_every=5", "sampling_slice=16"]
+ADAPTIVE += ["train_cap={rte: 24, stsb: 24}"]
+
+
+def test_an_adaptive_sampler_resumes_to_the_unbroken_runs_shares_and_weights(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    tasks = ["--task", "rte", "--task", "stsb"]
+    _finish(["train", *tasks, "--output", str(ref), "-q", *TRAIN, *ADAPTIVE], env)
+    argv = ["train", *tasks, "--output", str(out), "-q", *TRAIN, *ADAPTIVE]
+    checkpoint = out / "checkpoint"
+    _kill_when(_start(argv, env), lambda: _step(checkpoint) >= 7)  # past the update at step 5
+    _kill_when(_start(argv, env), lambda: _step(checkpoint) >= 15)  # 15: an update step, and later
+    assert 15 <= _committed(out) < TOTAL_STEPS
+    _finish(argv, env)
+    _same_run(ref, out)
+    done_ref, done = (json.loads((x / "train_done.json").read_text()) for x in (ref, out))
+    shares = done["shares_over_training"]
+    assert shares == done_ref["shares_over_training"]
+    assert [u["step"] for u in shares] == list(range(0, TOTAL_STEPS, 5))
+
+
 RUN = [
     "tasks=[rte]",
     "train={random_init: true, max_length: 32, num_threads: 1, checkpoint_every: 2, log_with: [],"

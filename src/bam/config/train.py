@@ -29,6 +29,7 @@ from bam.errors import BamError
 CROSS_FIT = {"keyed_when_set": "cv_folds"}
 ANNEALING_HORIZON = {"keyed_when_set": "lambda_horizon"}
 SAMPLING_BOOSTS = {"keyed_when_set": "sampling_boost"}
+ADAPTIVE_SAMPLING = {"keyed_when_set": "sampling"}
 WEIGHT_AVERAGE = {"keyed_when_set": "ema_decay"}
 ACCUMULATION = {"keyed_when_set": "gradient_accumulation_steps"}
 COMPILED = {"keyed_when_set": "compile"}
@@ -39,6 +40,7 @@ START = {"keyed_when_set": "init_model"}
 NOT_KEYED = {"keyed": False}
 # Where targets come from: bam.distill.schedules implements one λ function for each name.
 LAMBDA_SCHEDULES = ("linear", "constant", "gold", "teacher")
+SAMPLINGS = ("static", "adaptive")  # bam.train.sampling
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # resolved per device by bam.precision
 
 
@@ -68,6 +70,11 @@ class TrainConfig:
     sampling_alpha: float = 0.75  # task drawn with probability ∝ |D|^alpha
     # task -> w: that task is drawn ∝ w·|D|^alpha (1 for tasks not named), e.g. {cola: 2.0}
     sampling_boost: dict[str, float] = field(default_factory=dict, metadata=SAMPLING_BOOSTS)
+    # static: the shares above throughout. adaptive: each task's weight also × g(its lag behind its
+    # target on a fixed slice of its training rows), re-measured during training (bam.train.sampling).
+    sampling: str = field(default="static", metadata=ADAPTIVE_SAMPLING)
+    sampling_update_every: int = field(default=0, metadata=ADAPTIVE_SAMPLING)  # steps; 0: epoch starts
+    sampling_slice: int = field(default=256, metadata=ADAPTIVE_SAMPLING)  # training rows measured per task
     lambda_schedule: str = "gold"  # linear | constant | gold | teacher
     lambda_constant: float = 0.5
     # The fraction of the steps λ's schedule runs over; gold labels alone after it. 1: all steps.
@@ -126,6 +133,9 @@ def _check_ranges(config: TrainConfig) -> None:
         "dropout_rng": (config.dropout_rng in ("sfc64", "torch"), "one of sfc64, torch"),
         "sampling_alpha": (config.sampling_alpha >= 0 and finite(config.sampling_alpha), "0 or more"),
         "lambda_schedule": (config.lambda_schedule in LAMBDA_SCHEDULES, f"one of {schedules}"),
+        "sampling": (config.sampling in SAMPLINGS, f"one of {', '.join(SAMPLINGS)}"),
+        "sampling_update_every": (config.sampling_update_every >= 0, "0 (each epoch start) or more"),
+        "sampling_slice": (config.sampling_slice >= 2, "at least 2"),
         "lambda_constant": (0 <= config.lambda_constant <= 1, "in [0, 1]"),
         "lambda_horizon": (0 < config.lambda_horizon <= 1, "in (0, 1]"),
         "pooling": (config.pooling in ("auto", "cls", "mean"), "one of auto, cls, mean"),

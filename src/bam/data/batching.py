@@ -5,10 +5,15 @@ an uninterrupted one would have seen. Each example slot of an epoch draws its ta
 probability ∝ |D_τ|^α; each task serves its rows from shuffled passes over its data. Rows are then
 grouped by length (sorted inside chunks of ``group_batches`` batches) so padding stays small, and
 the batches are shuffled, so each batch mixes tasks of similar length.
+
+With ``sampling: adaptive`` the weights w_τ also carry :func:`lag_factors`, and an epoch may be
+planned again from a step inside it (``from_step``) with the factors then in force: still a pure
+function, of (seed, epoch, from_step, factors), the factors being part of a run's recorded state.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -34,6 +39,27 @@ def task_shares(
     return {task: weight / total for task, weight in weights.items()}
 
 
+# g(lag) is clipped to this range: a task is drawn at most this much less or more often than
+# |D|^α alone would draw it, so one noisy measure can neither starve a task nor swamp the others.
+LAG_FACTOR_RANGE = (0.5, 2.0)
+
+
+def lag_factors(lags: Mapping[Task, float | None]) -> dict[Task, float]:
+    """g(lag_τ) = lag_τ / mean lag, clipped to :data:`LAG_FACTOR_RANGE`: the sampling weight factor
+    of each task under ``sampling: adaptive``.
+
+    The same function for every task and no per-task constant: permuting the tasks permutes the
+    factors, equal lags give 1 everywhere (the static shares), and a task that lags more than the
+    others is drawn more. A task with no measure (None) or a mean lag of 0 gives the factor 1.
+    """
+    measured = [lag for lag in lags.values() if lag is not None]
+    mean = sum(measured) / len(measured) if measured else 0.0
+    low, high = LAG_FACTOR_RANGE
+    if mean <= 0:
+        return dict.fromkeys(lags, 1.0)
+    return {task: 1.0 if lag is None else min(max(lag / mean, low), high) for task, lag in lags.items()}
+
+
 @dataclass(frozen=True)
 class PlannedBatch:
     task_ids: np.ndarray  # index of each example's task
@@ -55,13 +81,16 @@ def epoch_plan(
     group_batches: int = 50,
     boosts: list[float] | None = None,
     min_rows: int = 1,
+    from_step: int = 0,
 ) -> list[PlannedBatch]:
     """The batches of one epoch: as many examples as all tasks together, tasks drawn ∝ w·|D|^α.
 
     A last batch with fewer than ``min_rows`` rows joins the one before it: data-parallel
     training splits each batch across its processes, and none may be left without a row.
+    ``from_step`` (a step inside the epoch, 0: its start) draws another plan of the same length,
+    for the epoch's steps from there on when the weights change inside it.
     """
-    rng = np.random.default_rng([seed, epoch])
+    rng = np.random.default_rng([seed, epoch] if from_step == 0 else [seed, epoch, from_step])
     sizes = np.array([len(x) for x in lengths], dtype=np.int64)
     total = int(sizes.sum())
     by_index = dict(enumerate(boosts)) if boosts else None

@@ -42,6 +42,17 @@ class Features:
         start, end = self.offsets[i], self.offsets[i + 1]
         return self.input_ids[start:end], self.token_type_ids[start:end]
 
+    def take(self, rows: np.ndarray) -> Features:
+        """The given rows, in that order, as features of their own (a slice to run a model on)."""
+        pieces = [self.row(int(i)) for i in rows]
+        offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(ids) for ids, _ in pieces])
+        return Features(
+            np.concatenate([ids for ids, _ in pieces]) if pieces else self.input_ids[:0],
+            np.concatenate([types for _, types in pieces]) if pieces else self.token_type_ids[:0],
+            offsets,
+        )
+
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("BAM_CACHE", Path.home() / ".cache" / "bam"))

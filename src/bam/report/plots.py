@@ -133,8 +133,14 @@ def plot_lambda(run_config: dict[str, Any], path: Path, steps: int = 200) -> Pat
 
 
 def plot_shares(stage_dirs: dict[str, list[str]], path: Path) -> Path | None:
-    """Task sampling shares of the first multi-task student."""
-    for runs in _stage_runs({k: v for k, v in stage_dirs.items() if k != "single"}).values():
+    """Task sampling shares over training of the first adaptive student (``sampling: adaptive``),
+    or else the fixed shares of the first multi-task student."""
+    students = _stage_runs({k: v for k, v in stage_dirs.items() if k != "single"})
+    for method, runs in students.items():
+        adaptive = next((r for r in runs if len(r.get("shares_over_training", [])) > 1), None)
+        if adaptive:
+            return _plot_shares_over_training(method, adaptive, path)
+    for runs in students.values():
         shares = next((r["shares"] for r in runs if len(r.get("shares", {})) > 1), None)
         if shares:
             fig, ax = _subplots((5, 3))
@@ -144,6 +150,23 @@ def plot_shares(stage_dirs: dict[str, list[str]], path: Path) -> Path | None:
             ax.grid(axis="y", alpha=0.3)
             return _save(fig, path)
     return None
+
+
+def _plot_shares_over_training(method: str, record: dict[str, Any], path: Path) -> Path:
+    """Each task's share as a step line from one update to the next, its static share dotted."""
+    updates, total = record["shares_over_training"], record["total_steps"]
+    fig, ax = _subplots((6, 3.4))
+    for task, static in record["shares"].items():
+        xs = [u["step"] / total for u in updates] + [1.0]
+        ys = [100 * u["shares"][task] for u in updates]
+        (line,) = ax.step(xs, [*ys, ys[-1]], where="post", label=task)
+        ax.axhline(100 * static, color=line.get_color(), linestyle=":", linewidth=0.8)
+    ax.set_xlabel("fraction of training")
+    ax.set_ylabel("share of examples (%)")
+    ax.set_title(f"Task sampling shares of {method} over training (dotted: static shares)")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
 
 
 def write_plots(root: Path, results: dict[str, Any]) -> list[Path]:

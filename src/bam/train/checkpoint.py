@@ -4,7 +4,9 @@ A checkpoint (safetensors + JSON: weights, optimizer moments, RNG, progress) is 
 atomically, so a ``kill -9`` leaves either the previous checkpoint or the new one, never a
 mixture. The learning-rate schedule is not stored: it is a function of the step, and is replayed
 on resume. The batch order needs no state either: an epoch's plan is a pure function of (seed,
-epoch). What remains random is dropout, so the torch generators are stored and restored.
+epoch), and of the task shares recorded in the progress under ``sampling: adaptive``
+(:mod:`bam.train.sampling`). What remains random is dropout, so the torch generators are stored
+and restored.
 
 A run is identified by :func:`run_key`, a fingerprint of everything its results depend on; a
 checkpoint or a finished run is reused only under the same key, and a folder holding another

@@ -27,7 +27,7 @@ import torch
 
 from bam.config.train import TrainConfig, config_to_dict
 from bam.cpu.machine import hardware
-from bam.data.batching import PlannedBatch, epoch_plan
+from bam.data.batching import PlannedBatch
 from bam.distill import lambda_at
 from bam.errors import BamError
 from bam.fileio import atomic_write_json, sha256_file
@@ -38,6 +38,7 @@ from bam.progress import progress_bar
 from bam.train.batch_loss import batch_loss
 from bam.train.checkpoint import CHECKPOINT_DIR, DONE_FILE, check_output_dir, finished_run, tidy_finished_dir
 from bam.train.checkpoint import save_checkpoint as write_checkpoint
+from bam.train.sampling import Sampler
 from bam.train.setup import Run, read_run, set_up
 
 log = logging.getLogger("bam")
@@ -129,16 +130,14 @@ def _train_steps(
         dynamic_ncols=True,
     )
     run.model.train()
-    plans: dict[int, list[PlannedBatch]] = {}
+    sampler = Sampler(run)  # an epoch's batches: a pure function of (seed, epoch) and the recorded shares
     tick = time.perf_counter()
     for step in range(progress["step"], run.total_steps):
-        epoch, index = divmod(step, run.per_epoch)
-        if epoch not in plans:  # an epoch's batches are a pure function of (seed, epoch)
-            plans = {epoch: _epoch_batches(run, epoch)}
+        batch = sampler.batch(step)
         lam = lambda_at(
             config.lambda_schedule, step, run.total_steps, config.lambda_constant, config.lambda_horizon
         )
-        info = take_step(run, plans[epoch][index], step, lam)
+        info = take_step(run, batch, step, lam)
         _record_step(run, info, bar)
         if on_step is not None:
             on_step(info)
@@ -155,20 +154,6 @@ def _train_steps(
         run.accelerator.wait_for_everyone()
     bar.close()
     progress["seconds"] += time.perf_counter() - tick
-
-
-def _epoch_batches(run: Run, epoch: int) -> list[PlannedBatch]:
-    config = run.config
-    boosts = [config.sampling_boost.get(d.task.name, 1.0) for d in run.data]
-    return epoch_plan(
-        run.lengths,
-        config.batch_size,
-        config.sampling_alpha,
-        config.seed,
-        epoch,
-        boosts=boosts,
-        min_rows=run.accelerator.num_processes,
-    )
 
 
 def take_step(run: Run, batch: PlannedBatch, step: int, lam: float) -> StepInfo:
@@ -333,6 +318,7 @@ def finish(run: Run, started: float) -> TrainResult:
                 "dev": result.dev,
                 "history": result.history,
                 "shares": run.shares,
+                **({"shares_over_training": progress["sampling"]} if "sampling" in progress else {}),
                 "total_steps": run.total_steps,
                 "seconds": result.seconds,
                 "examples_per_second": result.examples_per_second,
