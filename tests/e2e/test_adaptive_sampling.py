@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bam.cli import main
 from bam.config.train import TrainConfig, build_dataclass
 from bam.data.prepare import training_examples
 from bam.distill.store import save_teacher_outputs
@@ -84,3 +85,12 @@ def test_a_distilling_student_is_measured_too(tmp_path: Path, tiny_train_values:
     for done in (gold, distilled):
         assert [u["step"] for u in done["shares_over_training"]] == [0, 4, 8, 12]
         assert all(lag is not None for u in done["shares_over_training"][1:] for lag in u["lags"].values())
+
+
+def test_the_plan_says_when_an_adaptive_student_moves_its_shares(capsys: pytest.CaptureFixture[str]) -> None:
+    method = "methods.bam_adaptive={lambda_schedule: linear, sampling: adaptive, sampling_update_every: 500}"
+    assert main(["run", "--preset", "glue5-cpu", "--dry-run", "--no-calibrate", "seeds=[1]", method]) == 0
+    plan = capsys.readouterr().out
+    line = "  bam_adaptive: these shares first, then each task's × g(its lag), re-measured every 500 steps"
+    assert line in plan
+    assert "  bam: these shares" not in plan

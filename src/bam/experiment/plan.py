@@ -297,6 +297,10 @@ def _task_lines(
                 + "".join(f", {n} ×{w:g}" for n, w in other.sampling_boost.items())
                 + ")"
             )
+        if other.sampling == "adaptive":
+            every = other.sampling_update_every
+            when = f"every {every} steps" if every else "at each epoch's start"
+            lines.append(f"  {method}: these shares first, then each task's × g(its lag), re-measured {when}")
     return lines
 
 
