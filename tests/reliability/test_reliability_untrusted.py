@@ -236,7 +236,7 @@ REPORT_CASES: dict[str, tuple[str, Any, str]] = {
     # case: (field, value (... deletes it), what the message names)
     "methods-missing": ("methods", ..., "'methods'"),
     "methods-a-list": ("methods", [], "'methods'"),
-    "a-score-a-string": ("methods.bam.rte", "high", "'methods'"),
+    "a-score-a-string": ("methods.bam.mrpc", "high", "'methods'"),
     "a-method-a-number": ("methods.bam", 7, "'methods'"),
     "details-missing": ("details", ..., "details.seeds"),
     "details-a-list": ("details", [1], "details.seeds"),

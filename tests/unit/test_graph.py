@@ -14,7 +14,7 @@ PRESETS = Path(__file__).resolve().parents[2] / "src" / "bam" / "config" / "pres
 # Per shipped preset: its tasks, seeds and student methods (all distil from one teacher per task,
 # except gold-label Multi, which reads nothing).
 SHIPPED = {
-    "demo": (["rte", "mrpc", "stsb"], [1], ["multi", "bam"]),
+    "demo": (["sst2", "mrpc", "stsb"], [1], ["multi", "bam"]),
     "smoke": (["rte", "stsb"], [13], ["multi", "bam"]),
     "glue5-cpu": (["cola", "sst2", "mrpc", "stsb", "rte"], [1, 2, 3], ["multi", "bam", "bam_t2"]),
     "glue7-cpu": (
