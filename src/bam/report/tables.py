@@ -170,7 +170,8 @@ def teacher_check(results: dict[str, Any], markdown: bool = True) -> str:
         return ""
     margin = float(details.get("teacher_margin", 0.0))
     rows, flagged = [], []
-    for task, floor in baselines.items():
+    for task in task_columns({"baselines": baselines}):  # the tables' order, whatever the JSON kept
+        floor = baselines[task]
         if task in single:
             lead = single[task] - floor
             verdict = "ok" if lead >= margin else f"BELOW: less than {margin:g} points above the constant"
