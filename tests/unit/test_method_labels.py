@@ -21,6 +21,8 @@ def test_a_method_is_labelled_by_whom_it_learns_from_and_where_it_starts() -> No
         "mm_cola": "{lambda_schedule: linear, teacher: bam_cola15}",
         "gold_a": "{lambda_schedule: gold}",
         "gold_b": "{}",
+        "mm_a": "{lambda_schedule: linear, teacher: multi, learning_rate: 5.0e-5}",
+        "mm_b": "{lambda_schedule: linear, teacher: multi, epochs: 2}",
     }
     config = load_run_config("smoke", None, [f"methods.{name}={value}" for name, value in methods.items()])
     assert method_labels(asdict(config)) == {
@@ -29,14 +31,16 @@ def test_a_method_is_labelled_by_whom_it_learns_from_and_where_it_starts() -> No
         "bam": "BAM (teacher annealing)",
         "mm": "Multi→Multi",
         "mmm": "Multi→Multi→Multi",  # a second round
-        "born_again": "Single→Single",
+        "born_again": "born_again",  # taught by the teachers: its own name, as before
         "bam_ft": "BAM → fine-tuned",
         "taught_ft": "BAM → fine-tuned, taught by BAM",
         "multi_ft": "Multi → fine-tuned on all tasks",
-        "bam_cola15": "bam_cola15 (Single→Multi)",  # settings of its own: its name first
+        "bam_cola15": "bam_cola15",
         "mm_cola": "bam_cola15→Multi",
-        "gold_a": "gold_a (Multi)",  # two methods alike: each by its name
-        "gold_b": "gold_b (Multi)",
+        "gold_a": "gold_a",
+        "gold_b": "gold_b",
+        "mm_a": "mm_a (Multi→Multi)",  # two methods alike: each by its name
+        "mm_b": "mm_b (Multi→Multi)",
     }
 
 

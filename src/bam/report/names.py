@@ -1,10 +1,11 @@
 """How methods are called and ordered in tables and plots, and which task columns a table has.
 
-The paper's three methods have fixed labels. Any other method is labelled by what its settings
-make of it (:func:`method_labels`): ``Multi→Multi`` for a multi-task student taught by Multi,
-``Single→Single`` for born-again single-task students, ``BAM → fine-tuned`` for single-task models
-that start from BAM's student; a method with training settings of its own keeps its name in front
-(``bam_cola15 (Single→Multi)``), and so does one whose label another method has too.
+The paper's three methods have fixed labels; any other method taught by the task teachers keeps
+its own name (``bam_cola15``, ``born_again``). A student of students is labelled by what its
+settings make of it (:func:`method_labels`): ``Multi→Multi`` for a multi-task student taught by
+Multi, ``BAM → fine-tuned`` for single-task models that start from BAM's student; one with
+training settings of its own keeps its name in front (``mm_slow (Multi→Multi)``), and so does
+one whose label another method has too.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def method_labels(run_config: Mapping[str, Any]) -> dict[str, str]:
 def _label(run: RunConfig, name: str) -> str:
     if name in METHOD_NAMES:
         return METHOD_NAMES[name]
+    method = run.method(name)
+    if not method.reads_a_method and method.init_from is None:  # taught by the teachers: its name,
+        return name  # as every report before students of students called it
     structure = _structure(run, name, ())
     return structure if _plain(run, name) else f"{name} ({structure})"
 
