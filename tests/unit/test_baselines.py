@@ -33,7 +33,8 @@ def test_the_teacher_rows_follow_the_tables_order_whatever_order_the_json_kept()
     teachers as the run's own report did (SST-2, MRPC, STS-B), so it reproduces byte for byte."""
     single = {"sst2": 80.0, "mrpc": 71.0, "stsb": 77.0, "avg": 76.0}
     results = {"methods": {"single": single}, "details": {"baselines": {}, "teacher_margin": 2.0}}
+    constants = {"sst2": 50.9, "mrpc": 68.4, "stsb": 0.0}
     for order in (["sst2", "mrpc", "stsb"], ["mrpc", "sst2", "stsb"], ["stsb", "mrpc", "sst2"]):
-        results["details"]["baselines"] = {task: {"sst2": 50.9, "mrpc": 68.4, "stsb": 0.0}[task] for task in order}
+        results["details"]["baselines"] = {task: constants[task] for task in order}
         rows = [line.split("|")[1].strip() for line in teacher_check(results).splitlines()[2:]]
         assert rows == ["SST-2", "MRPC", "STS-B"], order
