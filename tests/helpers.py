@@ -30,3 +30,16 @@ def save_tiny_model(folder: Path, tasks: list[str], seed: int = 0, pooling: str 
         "minilm-l6", [get_task(t) for t in tasks], random_init=True, overrides=dict(TINY), pooling=pooling
     )
     return save_bam_model(model, tokenizer, folder)
+
+
+def smoke_run_with_multi(out: Path, name: str, settings: str) -> dict:
+    """``bam run --preset smoke`` (one epoch, one thread) with Multi and one method ``name`` that
+    learns from it: Single and BAM dropped. Returns the run's results.json."""
+    import json
+
+    from bam.cli.app import main
+
+    methods = ["methods.single=null", "methods.bam=null", f"methods.{name}={settings}"]
+    argv = ["run", "--preset", "smoke", "--output", str(out), "--quiet", "train.num_threads=1", *methods]
+    assert main([*argv, "train.epochs=1"]) == 0
+    return json.loads((out / "results.json").read_text())

@@ -8,23 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from bam.cli.app import main
 from bam.model import MODEL_DIR, load_bam_model
+from tests.helpers import smoke_run_with_multi
 
 pytestmark = pytest.mark.slow
 
 
 def test_each_task_s_fine_tuned_model_starts_from_the_multi_task_student(tmp_path: Path) -> None:
-    out = tmp_path / "fine-tuned"
     # A learning rate of 1e-12 keeps the weights where they start: the multi-task student's.
-    methods = [
-        "methods.single=null",
-        "methods.bam=null",
-        "methods.multi_ft={per_task: true, init_from: multi, learning_rate: 1.0e-12}",
-    ]
-    argv = ["run", "--preset", "smoke", "--output", str(out), "--quiet", "train.num_threads=1", *methods]
-    assert main([*argv, "train.epochs=1"]) == 0
-    results = json.loads((out / "results.json").read_text())
+    settings = "{per_task: true, init_from: multi, learning_rate: 1.0e-12}"
+    results = smoke_run_with_multi(tmp_path / "fine-tuned", "multi_ft", settings)
     stages = results["details"]["stages"]["13"]
     assert set(stages) == {"single", "multi", "multi_ft"} and len(stages["multi_ft"]) == 2
     multi, _, _ = load_bam_model(Path(stages["multi"][0]) / MODEL_DIR, device="cpu")

@@ -7,24 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from bam.cli.app import main
 from bam.distill.store import read_teacher_metadata
 from bam.fileio import sha256_file
 from bam.model import MODEL_DIR, MODEL_FILE
+from tests.helpers import smoke_run_with_multi
 
 pytestmark = pytest.mark.slow
 
 
 def test_a_multi_multi_student_reads_the_multi_student_s_outputs(tmp_path: Path) -> None:
-    out = tmp_path / "multi-multi"
-    methods = [
-        "methods.single=null",
-        "methods.bam=null",
-        "methods.multi_multi={lambda_schedule: linear, teacher: multi}",
-    ]
-    argv = ["run", "--preset", "smoke", "--output", str(out), "--quiet", "train.num_threads=1", *methods]
-    assert main([*argv, "train.epochs=1"]) == 0
-    results = json.loads((out / "results.json").read_text())
+    settings = "{lambda_schedule: linear, teacher: multi}"
+    results = smoke_run_with_multi(tmp_path / "multi-multi", "multi_multi", settings)
     stages = results["details"]["stages"]["13"]
     assert set(stages) == {"single", "multi", "multi_multi"} and stages["single"] == []  # no teacher read
     multi, taught = Path(stages["multi"][0]), Path(stages["multi_multi"][0])
