@@ -1,5 +1,6 @@
 """A model trained in bf16 is answered in bf16 by predict, submit and bam.Predictor, as evaluation
-scored it; ``precision=`` / ``--precision`` overrides it, and an outer autocast breaks nothing."""
+scored it; ``precision=`` / ``--precision`` overrides it (evaluate's too), and an outer autocast
+breaks nothing."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from bam.config.train import TrainConfig, build_dataclass
 from bam.data.examples import Examples
 from bam.data.load import load_examples
 from bam.errors import BamError
+from bam.inference import evaluate as evaluate_module
 from bam.inference.evaluate import load_eval_splits
 from bam.inference.export import export_model
 from bam.inference.forward import outputs_to_predictions, predict_outputs
@@ -127,6 +129,59 @@ def test_bam_predict_gives_the_labels_bam_evaluate_scored(bf16_run: Path, tmp_pa
     accuracy = 100 * np.mean(np.array(ids) == gold)  # bam evaluate's score, from bam predict's labels
     scored = json.loads((tmp_path / "eval.json").read_text())["metrics"]["rte"]["dev"]
     assert scored["accuracy"] == pytest.approx(accuracy)
+
+
+def test_bam_evaluate_takes_the_precision_bam_predict_takes(
+    bf16_run: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``bam evaluate --precision fp32`` scores a bf16 model in fp32: predict's stderr line, and the
+    very outputs (so the score) of ``bam predict --precision fp32`` on the same dev rows."""
+    out = tmp_path / "pred.jsonl"
+    assert main(["predict", "--model", str(bf16_run), "--task", "rte", "--input", str(RTE_DEV), "--output",
+                 str(out), "--batch-size", str(EVAL_BATCH), "--precision", "fp32"]) == 0  # fmt: skip
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("precision:")]
+    computed: list[np.ndarray] = []
+
+    def kept(*args, **kwargs) -> np.ndarray:  # what bam evaluate computed its score from
+        computed.append(predict_outputs(*args, **kwargs))
+        return computed[-1]
+
+    monkeypatch.setattr(evaluate_module, "predict_outputs", kept)
+    report = tmp_path / "eval.json"
+    assert main(["evaluate", "--model", str(bf16_run), "--output", str(report), "--precision", "fp32"]) == 0
+    assert capsys.readouterr().err.splitlines()[-1] == said[0] == "precision: fp32 (asked for)"
+    predicted = [json.loads(line) for line in out.read_text().splitlines()]
+    predictor = Predictor.load(bf16_run, device="cpu", precision="fp32")
+    assert [row["probabilities"] for row in predicted] == [
+        row["probabilities"] for row in predictor.rows("rte", computed[0])
+    ]
+    bf16 = Predictor.load(bf16_run, device="cpu")
+    assert not np.allclose(computed[0], _evaluated(bf16, bf16.precision), atol=1e-5, rtol=0)  # not bf16
+    ids = [get_task("rte").labels.index(row["label"]) for row in predicted]
+    accuracy = 100 * np.mean(np.array(ids) == load_examples(get_task("rte"), "dev", None).labels)
+    scored = json.loads(report.read_text())["metrics"]["rte"]["dev"]["accuracy"]
+    assert scored == pytest.approx(accuracy)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_a_bad_precision_is_one_error_line_and_writes_nothing(
+    command: str, bf16_run: Path, tmp_path: Path, capsys
+) -> None:
+    """The same check for both commands: a value not in the list is argparse's one error line (under
+    its usage); fp16 on a CPU is bam's one line, before any row is read."""
+    out = tmp_path / "out.json"
+    args = [command, "--model", str(bf16_run), "--output", str(out)]
+    args += ["--task", "rte", "--input", str(RTE_DEV)] if command == "predict" else []
+    with pytest.raises(SystemExit) as exited:
+        main([*args, "--precision", "half"])
+    assert exited.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1  # argparse's wording of the choices varies between Python versions
+    assert errors[0].startswith(f"bam {command}: error: argument --precision: invalid choice: 'half'")
+    assert main([*args, "--precision", "fp16"]) == 2
+    only = capsys.readouterr().err.splitlines()
+    assert only == ["bam: error: precision: fp16 needs a GPU (on CPU use bf16 or fp32)"]
+    assert not out.exists()
 
 
 def test_an_outer_autocast_does_not_break_prediction(tmp_path: Path, bf16_run: Path) -> None:

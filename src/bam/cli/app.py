@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from bam.cli.commands import COMMANDS
-from bam.cli.options import add_common, add_model, at_least_one, say_precision
+from bam.cli.options import add_common, add_model, add_precision, at_least_one, say_precision
 from bam.config.docs import help_epilog
 from bam.errors import BamError
 
@@ -101,10 +101,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if missing:
         raise BamError(f"{model_dir}: no head for task {missing[0]} (it has: {', '.join(model.head_specs)})")
     max_length = meta.get("train_config", {}).get("max_length", 128)
-    # As training scored it: the same precision and batches give the same numbers.
+    # As training scored it (unless --precision says otherwise): the same precision and batches
+    # give the same numbers.
     batch_size = args.batch_size or meta.get("train_config", {}).get("eval_batch_size", 128)
+    precision = model_precision(meta, next(model.parameters()).device, args.precision)
     splits = load_eval_splits(tasks, args.data_dir, tokenizer, max_length)
-    precision = model_precision(meta, next(model.parameters()).device)  # as trained
     results = evaluate(model, splits, pad_id(tokenizer), batch_size, precision)
     report = {"model": str(model_dir), "metrics": results, **summarize(results, tasks)}
     out = Path(args.output) if args.output else model_dir.parent / "eval_results.json"
@@ -226,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=int, help="rows per batch (default: the batch its training evaluated with)"
     )
     p.add_argument("--trust-remote-code", action="store_true")
+    add_precision(p)
     add_common(p)
     p.set_defaults(func=cmd_evaluate)
 
