@@ -204,9 +204,10 @@ def test_overrides_may_sit_on_both_sides_of_an_option(capsys) -> None:
     plan = capsys.readouterr().out  # BAM's shares per task, then the boosted method's own line
     assert "cola   rows    8,551" in plan and "sampling share  18.4% (α=0.75)" in plan
     assert "  bam_cola2: cola 31.1%, sst2 29.4%, mrpc 13.9%, stsb 19.4%, rte 6.2% (α=0.75, cola ×2)" in plan
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exited:
         main(["run", "--preset", "glue5-cpu", "--dry-run", "--no-calibrate", "--bogus"])
-    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+    assert exited.value.code == 2  # one line, as every bad input to bam is: no usage block above it
+    assert capsys.readouterr().err == "bam: error: unrecognized arguments: --bogus (see bam --help)\n"
 
 
 def test_a_lone_stage_of_a_jobs_phase_gets_the_idle_cores(monkeypatch, capsys) -> None:

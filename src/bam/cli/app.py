@@ -15,7 +15,14 @@ import sys
 from pathlib import Path
 
 from bam.cli.commands import COMMANDS
-from bam.cli.options import add_common, add_model, add_precision, at_least_one, say_precision
+from bam.cli.options import (
+    OneLineParser,
+    add_common,
+    add_model,
+    add_precision,
+    at_least_one,
+    say_precision,
+)
 from bam.config.docs import help_epilog
 from bam.errors import BamError
 
@@ -169,7 +176,7 @@ def cmd_data_download(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(  # its subcommands' parsers are of the same class
         prog="bam",
         description="Born-Again Multi-task networks: train teachers, distil them into one multi-task "
         "student with teacher annealing, and compare Single vs Multi vs BAM.",

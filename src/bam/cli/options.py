@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from bam.config.train import PRECISIONS
 from bam.errors import BamError
 
 if TYPE_CHECKING:
     from bam.precision import Precision
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, except that a bad command line is one error line (with where to find the usage),
+    as every other bad input to bam is, not the usage block followed by the error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
