@@ -119,3 +119,20 @@ def test_models_without_the_attention_interface_keep_their_attention() -> None:
     use_cpu_dropout(model)
     assert model.encoder.config._attn_implementation == before
     assert isinstance(model.heads["rte"][0], CpuDropout)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_values_and_gradient_equal_the_product_with_the_mask_bit_for_bit(dtype: torch.dtype) -> None:
+    """The masked select keeps the product's exact values (kept: x · scale; dropped: 0), so a
+    switch between the two cannot change a trained model, in fp32 or bf16."""
+    torch.manual_seed(3)
+    x = torch.randn(8, 16, 24, dtype=dtype, requires_grad=True)
+    grad = torch.randn(8, 16, 24, dtype=dtype)
+    torch.manual_seed(4)
+    out = sfc64_dropout(x, 0.1, training=True)
+    out.backward(grad)
+    torch.manual_seed(4)
+    mask, scale = keep_mask(x.shape, 0.1)
+    assert torch.equal(out.detach(), torch.mul(x.detach(), mask).mul_(scale))
+    assert torch.equal(x.grad, torch.mul(grad, mask).mul_(scale))
+    assert out.dtype == dtype and x.grad.dtype == dtype
