@@ -5,6 +5,8 @@ Both are timed the same way: from the start of the first timed step to the end o
 model loading and tokenization outside the window, and both get the same rows (bam's sampler's
 epoch, handed to the Trainer as a dataset; each side checks the multiset of row lengths it
 trained, :func:`lengths_digest`). Not a benchmark itself: ``.ci/run`` does not run it.
+``scripts/trainer_single.py`` (issue #30) builds its Trainer with :func:`hf_classifier` and
+:func:`length_grouping`.
 """
 
 from __future__ import annotations
@@ -175,15 +177,18 @@ def trainer_dataset(config: Any, tokenizer: Any, pad_to_max: bool) -> Any:
     return datasets.Dataset.from_dict(columns)
 
 
-def hf_classifier(encoder: dict[str, Any]) -> Any:
-    """A 2-way ``AutoModelForSequenceClassification`` on the encoder bam trains (same folder, or
-    the same random shape under --check)."""
+def hf_classifier(encoder: dict[str, Any], num_labels: int = 2, **settings: Any) -> Any:
+    """An ``AutoModelForSequenceClassification`` on the encoder bam trains (same folder, or the
+    same random shape under --check); ``settings`` are config keys (dropout) that the encoder's
+    ``encoder_overrides`` win over, as in ``bam.model.load_encoder``. Also used by
+    ``scripts/trainer_single.py``."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     from bam.model import resolve_encoder_path
 
     path = resolve_encoder_path(encoder["model"])
-    config = AutoConfig.from_pretrained(path, num_labels=2, **encoder.get("encoder_overrides", {}))
+    values = {**settings, **encoder.get("encoder_overrides", {})}
+    config = AutoConfig.from_pretrained(path, num_labels=num_labels, **values)
     if encoder.get("random_init"):
         return AutoModelForSequenceClassification.from_config(config)
     return AutoModelForSequenceClassification.from_pretrained(path, config=config)
@@ -199,14 +204,20 @@ class TrainerRun:
     use_cpu: bool = True
 
 
+def length_grouping(enabled: bool) -> dict[str, Any]:
+    """``TrainingArguments`` keys for length-grouped (or random) batches, in the spelling of the
+    installed transformers (v5: ``train_sampling_strategy``; v4: ``group_by_length``)."""
+    from transformers import TrainingArguments
+
+    if "train_sampling_strategy" in TrainingArguments.__dataclass_fields__:  # transformers v5
+        return {"train_sampling_strategy": "group_by_length" if enabled else "random"}
+    return {"group_by_length": enabled}
+
+
 def _training_arguments(run: TrainerRun, config: Any, folder: str, max_steps: int, steps: int) -> Any:
     from transformers import TrainingArguments
 
-    grouping: dict[str, Any]
-    if "train_sampling_strategy" in TrainingArguments.__dataclass_fields__:  # transformers v5
-        grouping = {"train_sampling_strategy": "group_by_length" if run.group_by_length else "random"}
-    else:
-        grouping = {"group_by_length": run.group_by_length}
+    grouping = length_grouping(run.group_by_length)
     return TrainingArguments(
         output_dir=folder,
         per_device_train_batch_size=config.batch_size,
