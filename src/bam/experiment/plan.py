@@ -3,9 +3,11 @@
 Works offline: rows come from the data files when they are here, else from the GLUE table's
 official counts; the model's size comes from its config when it can be read, else from a small
 table of published encoder sizes. FLOPs are an estimate (6 × non-embedding parameters × tokens:
-:meth:`bam.flops.FlopModel.estimate`); seconds come from them and a rate measured here, by timing
-a few training steps of the run's model on this device in the run's precision
-(:func:`measure_rate`; ``--no-calibrate`` skips it). For a run folder that already exists it also says which
+:meth:`bam.flops.FlopModel.estimate`); seconds come from them and rates measured here, by timing
+a few training steps and inference batches of the run's model on this device in the run's
+precision (:mod:`bam.experiment.timing`; ``--no-calibrate`` skips it): a stage's time counts its
+training steps, its dev evaluations and the teacher outputs recorded from it. For a run folder
+that already exists it also says which
 stages are trained, which will resume from a checkpoint, and which are still to train (a run
 spread over days, or one still going). The stages are the run's own graph
 (:func:`bam.experiment.graph.build_graph`), placed in their folders as ``bam run`` places them.
@@ -14,35 +16,30 @@ spread over days, or one still going). The stages are the run's own graph
 from __future__ import annotations
 
 import math
-import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from bam.config.run import RunConfig
 from bam.config.train import TrainConfig
 from bam.data.batching import steps_per_epoch, task_shares
-from bam.data.load import is_hub
+from bam.data.examples import Examples
+from bam.data.load import is_hub, load_examples
 from bam.data.prepare import fold_assignment, training_rows
 from bam.errors import BamError
-from bam.experiment.graph import Role, SeedGraph, Stage, build_graph
+from bam.experiment.graph import Read, Role, SeedGraph, Stage, build_graph
 from bam.experiment.jobs import phase_threads
 from bam.experiment.record import NotRecorded
 from bam.experiment.stages import place
+from bam.experiment.timing import Rates, Rows, Work, evaluations, measure_rate
 from bam.flops import FlopModel, encoder_flop_model
-from bam.model import BamModel, default_device
-from bam.precision import Precision, autocast, resolve_precision
+from bam.model import default_device
+from bam.precision import Precision, resolve_precision
 from bam.tasks import get_task
 from bam.train.checkpoint import checkpoint_progress, finished_run
-from bam.train.optim import build_optimizer
-from bam.train.setup import build_run_model
 
 FALLBACK_TOKENS = 48  # mean tokens per row assumed for data that is not here
-CALIBRATION_LENGTHS = (16, 64)  # tokens per row of the two timed batch shapes (at most max_length)
-CALIBRATION_STEPS = 3  # timed steps per shape, after one untimed warm-up step
 
 
 @dataclass
@@ -70,86 +67,35 @@ def _task_plan(task_name: str, config: TrainConfig) -> TaskPlan:
         if config.cv_folds:  # a fold teacher: fold cv_holdout left out
             rows = int(np.count_nonzero(fold_assignment(rows, config.cv_folds) != config.cv_holdout))
         return TaskPlan(task.name, rows * doubled, FALLBACK_TOKENS, "expected", str(err))
+    return TaskPlan(task.name, len(examples), _tokens_per_row(examples, config.max_length), "files")
+
+
+def _tokens_per_row(examples: Examples, max_length: int) -> float:
+    """Mean tokens per row, from the words of the first 2,000 rows."""
     words = sum(len(t.split()) for column in examples.texts for t in column[:2000])
     sample = min(len(examples), 2000)
-    tokens = min(config.max_length, 1.3 * words / max(sample, 1) + 1 + len(examples.texts))
-    return TaskPlan(task.name, len(examples), tokens, "files")
+    return min(max_length, 1.3 * words / max(sample, 1) + 1 + len(examples.texts))
 
 
-@dataclass(frozen=True)
-class StepRate:
-    """A training step's seconds on this machine: ``overhead`` per step plus its FLOPs (as
-    :meth:`FlopModel.estimate` counts them) at ``flops_per_second``; ``how`` says where from."""
-
-    overhead: float
-    flops_per_second: float
-    how: str
-
-    def seconds(self, steps: int, flops: float) -> float:
-        return steps * self.overhead + flops / self.flops_per_second
-
-
-def measure_rate(config: TrainConfig, model: FlopModel) -> StepRate:
-    """Time training steps of ``config``'s model (its optimizer, precision and threads, on this
-    device) on random rows at two lengths; fit seconds = overhead + FLOPs / rate through them, so
-    short rows' fixed cost per step is not spread over their few tokens."""
-    device = default_device()
-    precision = resolve_precision(config.precision, device)
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    tasks = [get_task(name) for name in config.tasks]
-    net, _ = build_run_model(config, tasks)
-    net.to(device).train()
-    optimizer = build_optimizer(net, config.learning_rate, config.weight_decay, config.layerwise_decay)
-    lengths = sorted({min(n, config.max_length) for n in CALIBRATION_LENGTHS})
-    points = [
-        (model.estimate(config.batch_size * n), _step_seconds(net, optimizer, config, n, precision, device))
-        for n in lengths
-    ]
-    (low_flops, low_time), (high_flops, high_time) = points[0], points[-1]
-    if high_time > low_time and high_flops > low_flops:
-        rate = (high_flops - low_flops) / (high_time - low_time)
-        overhead = max(0.0, low_time - low_flops / rate)
-    else:  # one shape, or timings too noisy to separate: all of a step's time is its FLOPs'
-        rate, overhead = high_flops / high_time, 0.0
-    count = torch.get_num_threads()
-    threads = "" if device.type != "cpu" else f", {count} thread{'s' if count > 1 else ''}"
-    how = (
-        f"timed here: {CALIBRATION_STEPS} training steps of {config.model} per shape, {precision.name} "
-        f"on {device.type}{threads}, batch {config.batch_size} × {'/'.join(map(str, lengths))} tokens: "
-        f"{overhead * 1e3:,.0f} ms per step + {rate / 1e9:,.0f} GFLOP/s (as 6 × parameters × tokens)"
-    )
-    return StepRate(overhead, rate, how)
-
-
-def _step_seconds(
-    net: BamModel,
-    optimizer: torch.optim.Optimizer,
-    config: TrainConfig,
-    length: int,
-    precision: Precision,
-    device: torch.device,
-) -> float:
-    """Median seconds of a training step (forward, backward, clip, optimizer) on random token ids:
-    the same matmuls as real rows of that length; data loading and evaluation are not in it."""
-    head = get_task(config.tasks[0]).name
-    vocab = int(net.encoder.config.vocab_size)
-    ids = torch.randint(vocab, (config.batch_size, length), generator=torch.Generator().manual_seed(0))
-    ids = ids.to(device)
-    mask = torch.ones_like(ids)
-    times = []
-    for _ in range(1 + CALIBRATION_STEPS):
-        began = time.perf_counter()
-        with autocast(precision, device):
-            loss = net(ids, mask)[head].float().pow(2).mean()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), config.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times[1:])
+def _dev_rows(task_name: str, config: TrainConfig) -> tuple[Rows, ...]:
+    """The labelled dev splits a stage of ``config`` evaluates ``task_name`` on (rows, tokens per
+    row), as :func:`bam.inference.evaluate.load_eval_splits` reads them; official counts for
+    data that is not here."""
+    task = get_task(task_name)
+    splits = []
+    for split in task.dev_splits:
+        try:
+            if is_hub(config.data_dir) and task.root is None:
+                raise BamError("a dry run does not download")
+            examples = load_examples(task, split, config.data_dir)
+        except BamError:
+            rows = task.expected_rows.get(split)
+            if rows:
+                splits.append((rows, float(min(FALLBACK_TOKENS, config.max_length))))
+            continue
+        if examples.labels is not None and len(examples):
+            splits.append((len(examples), _tokens_per_row(examples, config.max_length)))
+    return tuple(splits)
 
 
 def _duration(seconds: float) -> str:
@@ -159,24 +105,52 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{max(minutes, 1)} min"
 
 
-def _stage_line(
-    label: str, config: TrainConfig, plans: list[TaskPlan], model: FlopModel, rate: StepRate | None
-) -> tuple[str, float, float]:
-    """A stage's line of the plan, its FLOPs and its estimated seconds (0 without a rate)."""
-    rows = [p.rows for p in plans]
-    steps = max(1, math.ceil(config.epochs * steps_per_epoch(rows, config.batch_size)))
+def stage_work(
+    stage: Stage, plans: list[TaskPlan], model: FlopModel, recorded: tuple[Rows, ...] = ()
+) -> Work:
+    """What ``stage`` computes on the rows of ``plans`` (its tasks'): training steps as the loop
+    counts them, dev evaluations as it makes them, and ``recorded``, the outputs read from it."""
+    config = stage.config
+    per_epoch = steps_per_epoch([p.rows for p in plans], config.batch_size)
+    steps = max(1, math.ceil(config.epochs * per_epoch))
     tokens = config.epochs * sum(p.rows * p.tokens_per_row for p in plans)
-    flops = model.estimate(tokens)
-    seconds = rate.seconds(steps, flops) if rate is not None else 0.0
-    checkpoints = steps // config.checkpoint_every if config.checkpoint_every else 0
+    dev = tuple(split for task in config.tasks for split in _dev_rows(task, config))
+    count = evaluations(steps, per_epoch, config.eval_every)
+    return Work(steps, model.estimate(tokens), count, config.eval_batch_size, dev, recorded)
+
+
+def recorded_outputs(stages: tuple[Stage, ...], plans: dict[str, TaskPlan]) -> dict[str, tuple[Rows, ...]]:
+    """Per stage label, the teacher-output files recorded from it for the students that read it
+    (rows, tokens per row, from ``plans``: the students' rows by task): one per stage and task,
+    since a file is cached and reused; a fold teacher records on the rows it held out only."""
+    files: dict[tuple[str, str], Rows] = {}
+    for stage in stages:
+        spelled = dict(zip(stage.tasks, stage.config.tasks, strict=True))  # own name -> as configured
+        for task, reads in stage.reads.items():
+            plan = plans[spelled[task]]
+            share = len(reads.stages) if reads.how is Read.CROSS_FIT else 1
+            for label in reads.stages:
+                files.setdefault((label, task), (math.ceil(plan.rows / share), plan.tokens_per_row))
+    recorded: dict[str, tuple[Rows, ...]] = {}
+    for (label, _), rows in files.items():
+        recorded[label] = (*recorded.get(label, ()), rows)
+    return recorded
+
+
+def _stage_line(
+    label: str, config: TrainConfig, rows: int, work: Work, rates: Rates | None, model: FlopModel
+) -> tuple[str, float]:
+    """A stage's line of the plan (``rows``: its training rows) and its estimated seconds (0
+    without rates)."""
+    seconds = work.seconds(rates, model) if rates is not None else 0.0
+    checkpoints = work.steps // config.checkpoint_every if config.checkpoint_every else 0
     schedule = config.lambda_schedule
     if config.lambda_horizon < 1:  # the schedule ends early: gold labels alone after it
         schedule += f" to {config.lambda_horizon:.0%}"
     return (
-        f"  {label:<28} rows {sum(rows):>8,}  steps {steps:>7,}  batch {config.batch_size:>4}  "
+        f"  {label:<28} rows {rows:>8,}  steps {work.steps:>7,}  batch {config.batch_size:>4}  "
         f"lr {config.learning_rate:.0e}  λ {schedule:<8} checkpoints {checkpoints:>4}  "
-        f"~{flops / 1e15:,.2f} PFLOP" + (f"  ~{_duration(seconds)}" if rate is not None else ""),
-        flops,
+        f"~{work.flops / 1e15:,.2f} PFLOP" + (f"  ~{_duration(seconds)}" if rates is not None else ""),
         seconds,
     )
 
@@ -198,7 +172,8 @@ def _precision_line(stages: tuple[Stage, ...]) -> str:
 def describe_plan(config: RunConfig, jobs: int = 1, calibrate: bool = False) -> str:
     """The run's tasks, then one line per stage of its first seed's graph (rows, steps, compute,
     time), then how ``--jobs`` schedules them: what ``bam run`` will train, before it trains.
-    ``calibrate``: time a few training steps here for the time estimate (:func:`measure_rate`)."""
+    ``calibrate``: time a few training steps and inference batches here for the time estimate
+    (:func:`bam.experiment.timing.measure_rate`)."""
     graph = build_graph(config)
     first = graph.seeds[0]
     teacher = config.teacher_config(config.tasks[0], first.seed)
@@ -222,47 +197,60 @@ def describe_plan(config: RunConfig, jobs: int = 1, calibrate: bool = False) -> 
         method_configs.setdefault(str(stage.method), stage.config)
     lines += _task_lines(plans, student, method_configs)
     lines += ["", "stages per seed:"]
-    rate, why = _calibration(student, model) if calibrate else (None, "--no-calibrate")
+    rates, why = _calibration(student, model) if calibrate else (None, "--no-calibrate")
+    recorded = recorded_outputs(first.stages, plans)
     total = 0.0
     seconds = {Role.TEACHER: 0.0, Role.STUDENT: 0.0}
+    inference = [0.0, 0.0]  # dev evaluation, teacher outputs: seconds per seed
     for stage in first.stages:
         if stage.role is Role.STUDENT:  # the rows of the students' plan, above
             task_plans = [plans[task] for task in stage.config.tasks]
         else:
             task_plans = [_task_plan(task, stage.config) for task in stage.config.tasks]
-        line, flops, stage_seconds = _stage_line(stage.title, stage.config, task_plans, model, rate)
+        work = stage_work(stage, task_plans, model, recorded.get(stage.label, ()))
+        rows = sum(p.rows for p in task_plans)
+        line, stage_seconds = _stage_line(stage.title, stage.config, rows, work, rates, model)
         lines.append(line)
-        total += flops
+        total += work.flops
         seconds[Role.STUDENT if stage.role is Role.STUDENT else Role.TEACHER] += stage_seconds
+        if rates is not None:
+            inference[0] += work.evaluation_seconds(rates, model)
+            inference[1] += work.recording_seconds(rates, model)
     lines += [
         "",
         f"estimated training compute: ~{total * len(config.seeds) / 1e15:,.1f} PFLOP for all seeds "
-        "(6 × non-embedding parameters × tokens; padding, attention and evaluation not counted)",
-        *_time_lines(rate, why, seconds[Role.TEACHER], seconds[Role.STUDENT], len(config.seeds)),
+        "(training steps only: 6 × non-embedding parameters × tokens; padding, attention, "
+        "evaluation and teacher outputs not counted)",
+        *_time_lines(rates, why, seconds[Role.TEACHER], seconds[Role.STUDENT], len(config.seeds), inference),
         f"methods compared: {', '.join(config.methods)}",
         _order_line(first, len(config.seeds), jobs),
     ]
     return "\n".join(lines)
 
 
-def _calibration(config: TrainConfig, model: FlopModel) -> tuple[StepRate | None, str]:
-    """:func:`measure_rate`, or why there is no rate (a model that cannot be loaded offline)."""
+def _calibration(config: TrainConfig, model: FlopModel) -> tuple[Rates | None, str]:
+    """:func:`measure_rate`, or why there are no rates (a model that cannot be loaded offline)."""
     try:
         return measure_rate(config, model), ""
     except (BamError, OSError) as err:
         return None, f"{config.model} could not be built here: {str(err).splitlines()[0]}"
 
 
-def _time_lines(rate: StepRate | None, why: str, teachers: float, students: float, seeds: int) -> list[str]:
-    """The estimated wall time per seed and for the run, one stage at a time, and how it was had."""
-    if rate is None:
+def _time_lines(
+    rates: Rates | None, why: str, teachers: float, students: float, seeds: int, inference: list[float]
+) -> list[str]:
+    """The estimated wall time per seed and for the run, one stage at a time, and how it was had
+    (``inference``: the seconds per seed of dev evaluation and of recording teacher outputs)."""
+    if rates is None:
         return [f"estimated time: not measured ({why})"]
     per_seed = teachers + students
+    evaluating, recording = inference
     return [
         f"estimated time per seed: ~{_duration(per_seed)} (teachers ~{_duration(teachers)}, "
         f"students ~{_duration(students)}); all {seeds} seed(s): ~{_duration(per_seed * seeds)}, "
         "one stage at a time on this machine",
-        f"  rate {rate.how}; evaluation, teacher outputs, tokenization and checkpoints not counted",
+        f"  rate {rates.how}; counted: training steps, dev evaluation (~{_duration(evaluating)} per seed) "
+        f"and teacher outputs (~{_duration(recording)} per seed); tokenization and checkpoints not counted",
     ]
 
 
