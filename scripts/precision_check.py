@@ -18,6 +18,8 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from bam.tasks import GLUE_TASKS
+
 AVERAGE_TOLERANCE = 0.5  # points of the method's average
 
 
@@ -38,7 +40,9 @@ def seed_scores(folder: Path) -> dict[int, dict[str, dict[str, float]]]:
 def compare(fp32: dict[int, Any], bf16: dict[int, Any], seeds: list[int]) -> tuple[list[str], dict[str, Any]]:
     """Table lines and the summary of the check over ``seeds`` (those both folders hold)."""
     methods = [m for m in bf16[seeds[0]] if all(m in fp32[s] and m in bf16[s] for s in seeds)]
-    tasks = [t for t in bf16[seeds[0]][methods[0]] if t != "avg"]
+    order = list(GLUE_TASKS)  # the tables' order; a task GLUE does not list goes last
+    tasks = sorted((t for t in bf16[seeds[0]][methods[0]] if t != "avg"),
+                   key=lambda t: order.index(t) if t in order else len(order))  # fmt: skip
     spread = {m: {t: max(v) - min(v) for t in tasks if (v := [fp32[s][m][t] for s in fp32 if m in fp32[s]])}
               for m in methods}  # fmt: skip
     lines = [f"| method | {' | '.join(tasks)} | avg |", "|---|" + "---:|" * (len(tasks) + 1)]
