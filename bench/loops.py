@@ -204,6 +204,18 @@ class TrainerRun:
     use_cpu: bool = True
 
 
+# TrainingArguments of a Trainer that trains only: no evaluation, checkpoints, logs, reports or
+# progress bars, and no data-loading workers (the rows are already tokenized in memory).
+QUIET_TRAINER: dict[str, Any] = {
+    "eval_strategy": "no",
+    "save_strategy": "no",
+    "logging_strategy": "no",
+    "report_to": "none",
+    "disable_tqdm": True,
+    "dataloader_num_workers": 0,
+}
+
+
 def length_grouping(enabled: bool) -> dict[str, Any]:
     """``TrainingArguments`` keys for length-grouped (or random) batches, in the spelling of the
     installed transformers (v5: ``train_sampling_strategy``; v4: ``group_by_length``)."""
@@ -229,12 +241,7 @@ def _training_arguments(run: TrainerRun, config: Any, folder: str, max_steps: in
         warmup_steps=round(steps * config.warmup_fraction),
         lr_scheduler_type="linear",
         bf16=run.bf16,
-        eval_strategy="no",
-        save_strategy="no",
-        logging_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
+        **QUIET_TRAINER,
         dataloader_pin_memory=not run.use_cpu,
         use_cpu=run.use_cpu,
         seed=13,

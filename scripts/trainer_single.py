@@ -229,7 +229,7 @@ def training_arguments(config: TrainConfig, total: int, precision: str, folder: 
     from transformers import TrainingArguments
 
     from bam.model import default_device
-    from loops import length_grouping
+    from loops import QUIET_TRAINER, length_grouping
 
     cpu = default_device().type == "cpu"
     accumulation = config.gradient_accumulation_steps
@@ -247,12 +247,7 @@ def training_arguments(config: TrainConfig, total: int, precision: str, folder: 
         warmup_steps=round(total * config.warmup_fraction),  # bam.train.optim.build_scheduler
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        eval_strategy="no",
-        save_strategy="no",
-        logging_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
+        **QUIET_TRAINER,
         dataloader_pin_memory=not cpu,
         use_cpu=cpu,
         seed=config.seed,
