@@ -164,7 +164,7 @@ def _step_seconds(
 ) -> float:
     """Median seconds of a training step (forward, backward, clip, optimizer) on random token ids:
     the same matmuls as real rows of that length; data loading and evaluation are not in it."""
-    head = get_task(config.tasks[0]).name
+    head = get_task(config.tasks[0]).head_name
     vocab = int(net.encoder.config.vocab_size)
     ids = torch.randint(vocab, (config.batch_size, length), generator=torch.Generator().manual_seed(0))
     ids = ids.to(device)
