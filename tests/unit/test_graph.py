@@ -11,8 +11,8 @@ from bam.experiment.graph import Read, Reads, Role, SeedGraph, build_graph
 from bam.experiment.stages import place
 
 PRESETS = Path(__file__).resolve().parents[2] / "src" / "bam" / "config" / "presets"
-# Per shipped preset: its tasks, seeds and student methods (all distil from one teacher per task,
-# except gold-label Multi, which reads nothing).
+# Per shipped preset: its tasks, seeds and the student methods that read teachers (all distil from
+# one teacher per task, except gold-label Multi, which reads nothing); LATER: those after them.
 SHIPPED = {
     "demo": (["sst2", "mrpc", "stsb"], [1], ["multi", "bam"]),
     "smoke": (["rte", "stsb"], [13], ["multi", "bam"]),
@@ -20,7 +20,7 @@ SHIPPED = {
     "glue7-cpu": (
         ["cola", "sst2", "mrpc", "stsb", "rte", "mnli-pool", "qnli-pool"],
         [1, 2, 3, 4, 5],
-        ["multi", "bam"],
+        ["multi", "bam", "bam_cola15", "bam_adaptive"],
     ),
     "glue-paper": (
         ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"],
@@ -28,6 +28,7 @@ SHIPPED = {
         ["multi", "bam"],
     ),
 }
+LATER = {"glue7-cpu": ["multi_multi", "bam_round2", "bam_ft"]}
 
 
 def test_every_shipped_preset_is_checked_here() -> None:
@@ -38,13 +39,14 @@ def test_every_shipped_preset_is_checked_here() -> None:
 def test_a_shipped_preset_trains_one_teacher_per_task_then_its_students(preset: str) -> None:
     tasks, seeds, students = SHIPPED[preset]
     graph = build_graph(load_run_config(preset, None, []))
-    assert graph.methods == ("single", *students)
+    assert graph.methods == ("single", *students, *LATER.get(preset, []))
     assert (graph.teachers_per_task, graph.fold_counts) == (1, ())
     assert [seed.seed for seed in graph.seeds] == seeds
     for seed in graph.seeds:
         s = seed.seed
-        assert len(seed.stages) == len(tasks) + len(students)  # glue5-cpu: 5 teachers + 3 students
-        teachers, rest = seed.waves()  # the students read only teachers: two waves
+        teachers, rest, *later = seed.waves()  # teachers, the students that read them, the rest
+        assert len(seed.stages) == len(tasks) + len(students) + sum(map(len, later))
+        assert {stage.method for wave in later for stage in wave} == set(LATER.get(preset, []))
         assert [t.label for t in teachers] == [f"teacher-{task}-s{s}" for task in tasks]
         assert all(
             (t.role, t.method, t.seed, t.config.seed) == (Role.TEACHER, "single", s, s) for t in teachers
@@ -61,6 +63,22 @@ def test_a_shipped_preset_trains_one_teacher_per_task_then_its_students(preset: 
             assert gold == (student.method == "multi")
             own = {task: Reads(Read.AVERAGE, (f"teacher-{task}-s{s}",)) for task in tasks}
             assert student.reads == ({} if gold else own)
+
+
+def test_glue7_trains_its_students_of_students_after_the_students_they_read() -> None:
+    (seed, *_) = build_graph(load_run_config("glue7-cpu", None, [])).seeds
+    (later,) = seed.waves()[2:]
+    tasks = SHIPPED["glue7-cpu"][0]
+    assert [(stage.label, stage.title) for stage in later] == [
+        ("multi_multi-all-s1", f"multi_multi {'+'.join(tasks)} ← multi"),
+        ("bam_round2-all-s1", f"bam_round2 {'+'.join(tasks)} ← bam"),
+        *[(f"bam_ft-{task}-s1", f"bam_ft {task} ⇐ bam") for task in tasks],
+    ]
+    assert later[0].reads == {task: Reads(Read.AVERAGE, ("multi-all-s1",)) for task in tasks}
+    assert later[1].reads == {task: Reads(Read.AVERAGE, ("bam-all-s1",)) for task in tasks}
+    for fine_tune in later[2:]:
+        assert (fine_tune.init_from, fine_tune.after, fine_tune.reads) == ("bam", ("bam-all-s1",), {})
+        assert (fine_tune.config.learning_rate, fine_tune.config.lambda_schedule) == (5e-5, "gold")
 
 
 def test_ensembles_folds_and_per_task_students_each_read_their_own_teachers() -> None:
