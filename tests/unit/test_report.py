@@ -12,15 +12,16 @@ from bam.report.tables import bam_versus, format_table, seed_statistics
 def test_mann_whitney_by_hand() -> None:
     # BAM beats Single on every seed pair: U = n1·n2 = 9, exact one-sided p = 1 / C(6, 3) = 0.05.
     # BAM vs Multi: pairs BAM wins: 64 beats 62 and 63, 63.5 beats 62 and 63, 65 beats all three → U = 7.
+    # The other direction: Single wins no pair (p = 1); Multi wins 2 of 9, P(U ≥ 2) = 18 / 20 = 0.9.
     per_seed = {
         "1": {"single": {"avg": 60.0}, "multi": {"avg": 62.0}, "bam": {"avg": 64.0}},
         "2": {"single": {"avg": 61.0}, "multi": {"avg": 63.0}, "bam": {"avg": 63.5}},
         "3": {"single": {"avg": 59.0}, "multi": {"avg": 64.5}, "bam": {"avg": 65.0}},
     }
     table = seed_statistics(per_seed)
-    assert "| Single (teachers) | 60.00 | 59.00 | 61.00 | 9.0 | 0.050 |" in table
-    assert "| Multi (gold labels) | 63.00 | 62.00 | 64.50 | 7.0 |" in table
-    assert "| BAM (teacher annealing) | 64.00 | 63.50 | 65.00 | – | – |" in table
+    assert "| Single (teachers) | 60.00 | 59.00 | 61.00 | 9.0 | 0.050 | 1.000 |" in table
+    assert "| Multi (gold labels) | 63.00 | 62.00 | 64.50 | 7.0 | 0.200 | 0.900 |" in table
+    assert "| BAM (teacher annealing) | 64.00 | 63.50 | 65.00 | – | – | – |" in table
 
 
 def test_task_ranges_over_seeds() -> None:
