@@ -78,6 +78,21 @@ PATHS = {
 }
 
 
+def runnable(model: nn.Module) -> tuple[dict, dict[str, str]]:
+    """The paths this CPU can run, and why each other one cannot: oneDNN packs bf16 weights only
+    on CPUs with AVX-512 (BW/VL/DQ) or AVX-NE-CONVERT, and says so when asked on an AVX2 one."""
+    paths, missing = {}, {}
+    for name, path in PATHS.items():
+        try:
+            with path(model):
+                pass
+        except RuntimeError as err:
+            missing[name] = str(err).splitlines()[0]
+        else:
+            paths[name] = path
+    return paths, missing
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -101,11 +116,12 @@ def main() -> None:
         for b in inference_order(features.lengths, 32)
     ]
     groups = {task.head_name: None}
-    seconds: dict[str, list[float]] = {name: [] for name in PATHS}
+    paths, missing = runnable(model)
+    seconds: dict[str, list[float]] = {name: [] for name in paths}
     outputs: dict[str, np.ndarray] = {}
     with torch.inference_mode():
         for _ in range(rounds):
-            for name, path in PATHS.items():
+            for name, path in paths.items():
                 with path(model):
                     start = time.perf_counter()
                     answers = []
@@ -134,20 +150,25 @@ def main() -> None:
                     f"{agree[n]:.3f}",
                     f"{diff[n]:.2e}",
                 ]
-                for n in PATHS
+                for n in paths
             ],
         )
     )
-    fastest = max(PATHS, key=lambda n: speed[n])
+    for name, why in missing.items():
+        print(f"{name}: not on this CPU ({why})")
+    fastest = max(paths, key=lambda n: speed[n])
     final_json(
         "inference_precision",
         {
             "rows_per_second": speed,
             "bf16_autocast_over_fp32_onednn": speed["bf16-autocast"] / speed["fp32-onednn"],
-            "bf16_onednn_over_bf16_autocast": speed["bf16-onednn"] / speed["bf16-autocast"],
+            "bf16_onednn_over_bf16_autocast": speed["bf16-onednn"] / speed["bf16-autocast"]
+            if "bf16-onednn" in speed
+            else None,
             "labels_equal_to_fp32": agree,
             "max_logit_difference": diff,
             "fastest": fastest,
+            "not_on_this_cpu": missing,
             "check": args.check,
         },
     )
