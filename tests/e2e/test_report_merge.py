@@ -48,8 +48,13 @@ def test_seeds_run_apart_merge_into_one_report(tmp_path, capsys) -> None:
         for paths in results["details"]["stages"][str(seed)].values():
             assert all(Path(p).is_dir() and Path(p).parent == (folder / "stages").resolve() for p in paths)
     assert len(results["details"]["stage_seconds"]) == 6  # a teacher, Multi and BAM per seed
+    # Each stage says which precision it trained in, why, and on what (seeds may run on other machines).
+    machines = results["details"]["stage_machines"]
+    assert machines.keys() == results["details"]["stage_seconds"].keys()
+    assert all(" (auto: " in line and " on 1 × " in line for line in machines.values())
     report = (merged / "report.md").read_text()
     assert "Median over seeds 1, 2" in report and f"seed 2: `{second}`" in report
+    assert f"- seed 2 (3 stages): {machines[next(iter(machines))]}" in report
     assert (merged / "plot_scores.png").is_file()
     assert json.loads((merged / "seeds" / "1" / "results.json").read_text())["methods"] == seeds[1]["methods"]
 
@@ -115,6 +120,7 @@ def test_a_merged_folder_merges_again_without_its_stage_folders(tmp_path) -> Non
     assert main(["report", str(merged), "--merge-into", str(again), "-q"]) == 0
     before, after = (json.loads((f / "results.json").read_text())["details"] for f in (merged, again))
     assert len(after["stage_seconds"]) == 6 and after["stage_seconds"] == before["stage_seconds"]
+    assert len(after["stage_machines"]) == 6 and after["stage_machines"] == before["stage_machines"]
     assert after["merged_from"] == {"1": str(first), "2": str(second)}
     # a report written again from results.json reads as the one the merge wrote
     report = (again / "report.md").read_text()

@@ -245,6 +245,8 @@ REPORT_CASES: dict[str, tuple[str, Any, str]] = {
     "per-seed-a-list": ("details.per_seed", [], "details.per_seed"),
     "stage-seconds-missing": ("details.stage_seconds", ..., "details.stage_seconds"),
     "config-a-string": ("details.config", "x", "details.config"),
+    "stage-machines-a-list": ("details.stage_machines", ["fp32"], "details.stage_machines"),
+    "a-stage-machine-a-number": ("details.stage_machines", {"teacher-rte-s1": 3}, "details.stage_machines"),
 }
 # Found by these tests, once tracebacks of bam report; now refused by name like the rest.
 REPORT_CRASHES: dict[str, tuple[str, Any, str]] = {
@@ -253,6 +255,8 @@ REPORT_CRASHES: dict[str, tuple[str, Any, str]] = {
     "wall-seconds-a-string": ("details.wall_seconds", "long", "details.wall_seconds"),
     "a-method-without-avg": ("methods.bam", {}, "avg"),
     "merged-from-a-string": ("details.merged_from", "elsewhere", "details.merged_from"),
+    "stages-a-string": ("details.stages", "teacher-rte-s1", "details.stages"),
+    "a-seed-s-stages-a-list": ("details.stages.1", ["teacher-rte-s1"], "details.stages"),
 }
 
 

@@ -66,9 +66,15 @@ def test_the_cpu_name_comes_from_cpuinfo_or_platform(monkeypatch) -> None:
     assert machine.cpu_name() == "Some Arm"
 
 
-def test_the_hardware_record_names_the_threads(monkeypatch) -> None:
+def test_the_hardware_record_names_the_vector_unit_and_threads(monkeypatch) -> None:
     monkeypatch.setattr(machine, "cpu_name", lambda: "Some CPU")
+    monkeypatch.setattr(machine.torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
     monkeypatch.setattr(machine.torch, "get_num_threads", lambda: 1)
-    assert machine.hardware(machine.torch.device("cpu"), 1).startswith("1 × Some CPU (1 thread); torch ")
+    assert machine.hardware(machine.torch.device("cpu"), 1).startswith(
+        "1 × Some CPU (AVX2, 1 thread); torch "
+    )
+    monkeypatch.setattr(machine.torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
     monkeypatch.setattr(machine.torch, "get_num_threads", lambda: 2)
-    assert machine.hardware(machine.torch.device("cpu"), 2).startswith("2 × Some CPU (2 threads); torch ")
+    assert machine.hardware(machine.torch.device("cpu"), 2).startswith(
+        "2 × Some CPU (AVX512, 2 threads); torch "
+    )

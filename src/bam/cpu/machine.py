@@ -50,12 +50,17 @@ def cpu_flags() -> frozenset[str]:
 
 
 def hardware(device: torch.device, processes: int) -> str:
-    """What trained a stage: kept in ``train_done.json``, since seeds may run on different machines."""
+    """What trained a stage: kept in ``train_done.json``, since seeds may run on different machines.
+
+    On CPU it names the vector unit torch's kernels use (AVX2, AVX512, ...): two machines that
+    both call themselves "AMD EPYC" were seen here, one with AVX-512 BF16 and one with AVX2 only,
+    and their speeds and chosen precisions differ."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
         threads = torch.get_num_threads()
-        name = f"{cpu_name()} ({threads} thread{'s' if threads > 1 else ''})"
+        vector_unit = torch.backends.cpu.get_cpu_capability()
+        name = f"{cpu_name()} ({vector_unit}, {threads} thread{'s' if threads > 1 else ''})"
     return f"{processes} × {name}; torch {torch.__version__}"
 
 

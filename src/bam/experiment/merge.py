@@ -17,6 +17,7 @@ from bam.experiment.results import (
     RUN_FILE,
     claim_run_folder,
     config_key,
+    stage_machines,
     write_results,
     write_run_file,
     write_seed_results,
@@ -75,20 +76,19 @@ def _seed_results(folder: Path, key: str, methods: list[str]) -> list[tuple[Path
     return found
 
 
-def _recorded(folder: Path) -> tuple[dict[str, str], dict[str, float]]:
-    """Each seed's source and each stage's wall time from ``folder``'s own ``results.json`` (none
-    while its first seed still trains): they stand in for stage folders that did not travel with
-    it, as when merging a merged folder or a run whose stages stayed on a lent machine."""
+def _recorded(folder: Path) -> tuple[dict[str, str], dict[str, float], dict[str, str]]:
+    """Each seed's source, each stage's wall time and machine from ``folder``'s own ``results.json``
+    (none while its first seed still trains): they stand in for stage folders that did not travel
+    with it, as when merging a merged folder or a run whose stages stayed on a lent machine."""
     path = folder / "results.json"
     details = read_json_object(path).get("details") if path.is_file() else None
     details = details if isinstance(details, dict) else {}
-    origins, seconds = details.get("merged_from"), details.get("stage_seconds")
-    origins = origins if isinstance(origins, dict) else {}
-    seconds = seconds if isinstance(seconds, dict) else {}
-    return (
-        {seed: src for seed, src in origins.items() if isinstance(src, str)},
-        {name: secs for name, secs in seconds.items() if isinstance(secs, int | float)},
-    )
+
+    def kept(key: str, kind: type | tuple[type, ...]) -> dict[str, Any]:
+        found = details.get(key)
+        return {k: v for k, v in found.items() if isinstance(v, kind)} if isinstance(found, dict) else {}
+
+    return kept("merged_from", str), kept("stage_seconds", (int, float)), kept("stage_machines", str)
 
 
 def merge_runs(folders: list[Path], into: Path, methods: list[str] | None = None) -> dict[str, Any]:
@@ -104,6 +104,7 @@ def merge_runs(folders: list[Path], into: Path, methods: list[str] | None = None
     stages: dict[int, dict[str, list[str]]] = {}
     sources: dict[int, str] = {}
     seconds: dict[str, float] = {}
+    machines: dict[str, str] = {}
     for folder in folders:
         ran = _config_without_seeds(folder)
         differing = _differing_keys(config, _only(ran, methods, folder))
@@ -111,7 +112,7 @@ def merge_runs(folders: list[Path], into: Path, methods: list[str] | None = None
             raise BamError(
                 f"{folder}: ran another configuration than {folders[0]} ({', '.join(differing)} differ)"
             )
-        origins, recorded_seconds = _recorded(folder)
+        origins, recorded_seconds, recorded_machines = _recorded(folder)
         for path, result in _seed_results(folder, config_key(ran), list(config["methods"])):
             seed = result["seed"]
             if seed in per_seed and per_seed[seed] != result["methods"]:
@@ -124,6 +125,7 @@ def merge_runs(folders: list[Path], into: Path, methods: list[str] | None = None
                     seconds[stage.name] = done.get("seconds", 0.0)
                 elif stage.name in recorded_seconds:
                     seconds[stage.name] = recorded_seconds[stage.name]
+            machines |= stage_machines({seed: stages[seed]}, recorded_machines)
     seeds = sorted(per_seed)
     claim_run_folder(into, overwrite=False, remedy="merge into a new or empty folder")
     merged_config = {**config, "seeds": seeds}
@@ -136,6 +138,7 @@ def merge_runs(folders: list[Path], into: Path, methods: list[str] | None = None
         {s: stages[s] for s in seeds},
         merged_config,
         stage_seconds=seconds,
+        stage_machines=machines,
         merged_from={str(s): sources[s] for s in seeds},
     )
     return results

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bam.fileio import atomic_write_json, claim_folder, fingerprint
+from bam.train.checkpoint import read_done
 
 RUN_FILE = "bam_run.json"  # marks a folder as a bam run and holds its configuration
 METRIC = "bam_avg"
@@ -20,6 +21,29 @@ METRIC = "bam_avg"
 def config_key(config: dict[str, Any]) -> str:
     """The run configuration's fingerprint, seeds aside: it tells which seed results belong together."""
     return fingerprint({key: value for key, value in config.items() if key != "seeds"})
+
+
+def ran_on(stage: Path) -> str | None:
+    """The precision a finished stage trained in, why, and on what machine (its ``train_done.json``);
+    None where the stage folder is not at hand. Seeds merged from several machines differ here."""
+    done = read_done(stage)
+    if done is None:
+        return None
+    precision = done.get("precision", "precision not recorded")
+    reason = f" ({done['precision_reason']})" if done.get("precision_reason") else ""
+    return f"{precision}{reason} on {done.get('hardware', 'unrecorded hardware')}"
+
+
+def stage_machines(stages: dict[int, dict[str, list[str]]], recorded: dict[str, str]) -> dict[str, str]:
+    """:func:`ran_on` for every stage of every seed, by stage name; a stage whose folder is not at
+    hand keeps the line ``recorded`` has for it (a merged folder's), else has none."""
+    machines = {}
+    for paths in (p for methods in stages.values() for p in methods.values()):
+        for stage in map(Path, paths):
+            line = ran_on(stage) or recorded.get(stage.name)
+            if line is not None:
+                machines[stage.name] = line
+    return machines
 
 
 def median_table(per_seed: dict[int, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:

@@ -31,7 +31,13 @@ from bam.config.train import TrainConfig
 from bam.experiment.baselines import TEACHER_MARGIN, constant_baselines
 from bam.experiment.graph import RunGraph, SeedGraph, Stage, build_graph
 from bam.experiment.jobs import phase_threads
-from bam.experiment.results import claim_run_folder, write_results, write_run_file, write_seed_results
+from bam.experiment.results import (
+    claim_run_folder,
+    stage_machines,
+    write_results,
+    write_run_file,
+    write_seed_results,
+)
 from bam.experiment.stages import check_stage_name, place
 from bam.experiment.stages import stage_dir as stage_dir  # where bam run's stages live, for callers
 from bam.tasks.metrics import bam_average
@@ -235,6 +241,7 @@ def _run(
         stages,
         asdict(config),
         stage_seconds=state.seconds,
+        stage_machines=stage_machines(stages, {}),
         stages_trained=state.trained,
         wall_seconds=time.perf_counter() - started,
         baselines=constant_baselines(config),

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import statistics
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,12 @@ def _check_details(path: Path, details: Any) -> None:
         "details.wall_seconds": "wall_seconds" in details
         and not isinstance(details["wall_seconds"], int | float),
         "details.merged_from": "merged_from" in details and not isinstance(details["merged_from"], dict),
+        "details.stages": "stages" in details and not _stage_lists(details["stages"]),
+        "details.stage_machines": "stage_machines" in details
+        and not (
+            isinstance(details["stage_machines"], dict)
+            and all(isinstance(v, str) for v in details["stage_machines"].values())
+        ),
     }
     for key, bad in problems.items():
         if bad:
@@ -193,6 +200,35 @@ def teacher_check(results: dict[str, Any], markdown: bool = True) -> str:
     return "\n".join(lines)
 
 
+def where_seeds_ran(details: dict[str, Any]) -> list[str]:
+    """A line per seed (per machine, where a seed's stages ran on several): the precision each
+    ran in, why, and the hardware. Seeds merged from different machines may differ, and a
+    reader of the medians should know. None where the results predate the record."""
+    machines = details.get("stage_machines")
+    if not isinstance(machines, dict):
+        return []
+    lines = []
+    for seed in details["seeds"]:
+        stages = details.get("stages", {}).get(str(seed), {})
+        names = {Path(p).name for paths in stages.values() for p in paths}
+        counts = Counter(machines.get(name, "not recorded (stage folders not at hand)") for name in names)
+        for line, n in counts.most_common():
+            share = f"{n} stages" if n == len(names) else f"{n} of {len(names)} stages"
+            lines.append(f"- seed {seed} ({share}): {line}")
+    return lines
+
+
+def _stage_lists(stages: Any) -> bool:
+    """Whether ``stages`` maps each seed to each method's list of stage paths, as results.json keeps them."""
+    return isinstance(stages, dict) and all(
+        isinstance(methods, dict)
+        and all(
+            isinstance(paths, list) and all(isinstance(p, str) for p in paths) for paths in methods.values()
+        )
+        for methods in stages.values()
+    )
+
+
 def write_report(root: Path, results: dict[str, Any]) -> Path:
     """``report.md``: the table (medians over seeds), per-seed tables, plots, and every setting used."""
     from bam.report.plots import write_plots  # matplotlib only when a report is written
@@ -225,6 +261,8 @@ def write_report(root: Path, results: dict[str, Any]) -> Path:
     if "wall_seconds" in details:
         parts += [f"| **whole run (this invocation)** | {details['wall_seconds']:.0f} |"]
     parts += [""]
+    ran = where_seeds_ran(details)
+    parts += ["## Where each seed ran", "", *ran, ""] if ran else []
     if "merged_from" in details:
         parts += ["Merged from separate runs (`bam report --merge-into`):", ""]
         parts += [f"- seed {seed}: `{folder}`" for seed, folder in details["merged_from"].items()]
