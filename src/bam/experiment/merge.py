@@ -17,7 +17,7 @@ from bam.experiment.results import (
     RUN_FILE,
     claim_run_folder,
     config_key,
-    stage_machines,
+    ran_on,
     write_results,
     write_run_file,
     write_seed_results,
@@ -122,10 +122,12 @@ def merge_runs(folders: list[Path], into: Path, methods: list[str] | None = None
             for stage in (Path(p) for paths in stages[seed].values() for p in paths):
                 done = read_done(stage)  # a stage's own record: the run may still be training later seeds
                 if done is not None:
-                    seconds[stage.name] = done.get("seconds", 0.0)
-                elif stage.name in recorded_seconds:
+                    seconds[stage.name], machines[stage.name] = done.get("seconds", 0.0), ran_on(done)
+                    continue
+                if stage.name in recorded_seconds:
                     seconds[stage.name] = recorded_seconds[stage.name]
-            machines |= stage_machines({seed: stages[seed]}, recorded_machines)
+                if stage.name in recorded_machines:
+                    machines[stage.name] = recorded_machines[stage.name]
     seeds = sorted(per_seed)
     claim_run_folder(into, overwrite=False, remedy="merge into a new or empty folder")
     merged_config = {**config, "seeds": seeds}

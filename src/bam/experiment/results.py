@@ -23,26 +23,22 @@ def config_key(config: dict[str, Any]) -> str:
     return fingerprint({key: value for key, value in config.items() if key != "seeds"})
 
 
-def ran_on(stage: Path) -> str | None:
-    """The precision a finished stage trained in, why, and on what machine (its ``train_done.json``);
-    None where the stage folder is not at hand. Seeds merged from several machines differ here."""
-    done = read_done(stage)
-    if done is None:
-        return None
+def ran_on(done: dict[str, Any]) -> str:
+    """The precision a finished stage trained in, why, and on what machine, from its
+    ``train_done.json``: seeds merged from several machines differ here."""
     precision = done.get("precision", "precision not recorded")
     reason = f" ({done['precision_reason']})" if done.get("precision_reason") else ""
     return f"{precision}{reason} on {done.get('hardware', 'unrecorded hardware')}"
 
 
-def stage_machines(stages: dict[int, dict[str, list[str]]], recorded: dict[str, str]) -> dict[str, str]:
-    """:func:`ran_on` for every stage of every seed, by stage name; a stage whose folder is not at
-    hand keeps the line ``recorded`` has for it (a merged folder's), else has none."""
+def stage_machines(stages: dict[int, dict[str, list[str]]]) -> dict[str, str]:
+    """:func:`ran_on` for every finished stage of every seed, by stage name."""
     machines = {}
     for paths in (p for methods in stages.values() for p in methods.values()):
         for stage in map(Path, paths):
-            line = ran_on(stage) or recorded.get(stage.name)
-            if line is not None:
-                machines[stage.name] = line
+            done = read_done(stage)
+            if done is not None:
+                machines[stage.name] = ran_on(done)
     return machines
 
 

@@ -241,7 +241,7 @@ def _run(
         stages,
         asdict(config),
         stage_seconds=state.seconds,
-        stage_machines=stage_machines(stages, {}),
+        stage_machines=stage_machines(stages),
         stages_trained=state.trained,
         wall_seconds=time.perf_counter() - started,
         baselines=constant_baselines(config),
