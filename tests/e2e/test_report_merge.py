@@ -68,15 +68,32 @@ def test_seeds_run_apart_merge_into_one_report(tmp_path, capsys) -> None:
     assert main(["report", str(first), str(twin), "--merge-into", str(tmp_path / "x")]) != 0
     assert "seed 1 is also in" in capsys.readouterr().err
 
-    # A seed file left by an earlier configuration of its folder is refused.
-    _edit_json(twin / "seeds" / "1" / "results.json", lambda d: d.update(config_key="0" * 16))
+    # A seed file left by an earlier configuration of its folder is refused, naming what differs;
+    # a file from before seed files kept their configuration is checked by its key.
+    twin_seed = twin / "seeds" / "1" / "results.json"
+    _edit_json(twin_seed, lambda d: d["config"]["student"].update(epochs=9))
+    assert main(["report", str(twin), "--merge-into", str(tmp_path / "z")]) != 0
+    err = capsys.readouterr().err
+    assert "earlier configuration" in err and "(student differ)" in err
+    _edit_json(twin_seed, lambda d: [d.pop("config"), d.update(config_key="0" * 16)])
     assert main(["report", str(twin), "--merge-into", str(tmp_path / "z")]) != 0
     assert "earlier configuration" in capsys.readouterr().err
+
+    # A run that goes on to add a method to its folder rewrites bam_run.json: its finished seeds
+    # still merge on the methods they ran, and the new method is named where a seed lacks it.
+    grown = tmp_path / "grown"
+    shutil.copytree(first, grown)
+    _edit_json(grown / "bam_run.json", lambda d: d["config"]["methods"].update(bam_t2={"temperature": 2.0}))
+    args = ["report", str(grown), "--merge-into", str(tmp_path / "g"), "--methods", "single,multi,bam", "-q"]
+    assert main(args) == 0
+    assert json.loads((tmp_path / "g" / "results.json").read_text())["details"]["seeds"] == [1]
+    assert main(["report", str(grown), "--merge-into", str(tmp_path / "v")]) != 0
+    assert "has no method bam_t2" in capsys.readouterr().err
 
     # --methods merges on the methods the runs share: here one run lacks Multi.
     _edit_json(second / "bam_run.json", lambda d: d["config"]["methods"].pop("multi"))
     seed_two = second / "seeds" / "2" / "results.json"
-    _edit_json(seed_two, lambda d: [d["methods"].pop("multi"), d.pop("config_key")])  # as an old file
+    _edit_json(seed_two, lambda d: [d["methods"].pop("multi"), d.pop("config_key"), d.pop("config")])  # old
     assert main(["report", str(first), str(second), "--merge-into", str(tmp_path / "w")]) != 0
     assert "methods differ" in capsys.readouterr().err
     some = tmp_path / "some"

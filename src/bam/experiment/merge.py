@@ -54,16 +54,33 @@ def _rebased(folder: Path, stage: str) -> str:
     return str(here.resolve()) if here.is_dir() else stage
 
 
-def _seed_results(folder: Path, key: str, methods: list[str]) -> list[tuple[Path, dict[str, Any]]]:
-    """Every finished seed of ``folder`` (whose configuration has ``key``), kept to ``methods``."""
+def _check_seed_config(
+    folder: Path, path: Path, result: dict[str, Any], ran: dict[str, Any], methods: list[str]
+) -> None:
+    """The seed's own configuration, on ``methods``, is the one ``folder`` runs now (``ran``): a run
+    that went on to add or drop other methods keeps its earlier seeds. Files from before the
+    configuration was kept are checked by its key, and files from before the key pass."""
+    kept = result.get("config")
+    if isinstance(kept, dict) and isinstance(kept.get("methods"), dict):
+        differing = _differing_keys(_only(kept, methods, path), _only(ran, methods, folder))
+        if differing:
+            raise BamError(
+                f"{path}: written by an earlier configuration of {folder} ({', '.join(differing)} differ); "
+                "run it again there"
+            )
+    elif result.get("config_key", config_key(ran)) != config_key(ran):
+        raise BamError(f"{path}: written by an earlier configuration of {folder}; run it again there")
+
+
+def _seed_results(folder: Path, ran: dict[str, Any], methods: list[str]) -> list[tuple[Path, dict[str, Any]]]:
+    """Every finished seed of ``folder`` (which now runs ``ran``), kept to ``methods``."""
     seed_files = sorted((folder / "seeds").glob("*/results.json"))
     if not seed_files:
         raise BamError(f"{folder}: no seeds/<n>/results.json (no seed of this run has finished)")
     found = []
     for path in seed_files:
         result = read_json_object(path)
-        if result.get("config_key", key) != key:  # files from before the key was kept pass
-            raise BamError(f"{path}: written by an earlier configuration of {folder}; run it again there")
+        _check_seed_config(folder, path, result, ran, methods)
         if not set(methods) <= set(result["methods"]):
             raise BamError(f"{path}: methods {sorted(result['methods'])} are not the run's")
         stages = {
@@ -113,7 +130,7 @@ def merge_runs(folders: list[Path], into: Path, methods: list[str] | None = None
                 f"{folder}: ran another configuration than {folders[0]} ({', '.join(differing)} differ)"
             )
         origins, recorded_seconds, recorded_machines = _recorded(folder)
-        for path, result in _seed_results(folder, config_key(ran), list(config["methods"])):
+        for path, result in _seed_results(folder, ran, list(config["methods"])):
             seed = result["seed"]
             if seed in per_seed and per_seed[seed] != result["methods"]:
                 raise BamError(f"{path}: seed {seed} is also in {sources[seed]}, with other scores")

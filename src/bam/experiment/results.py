@@ -75,12 +75,16 @@ def write_run_file(root: Path, config: dict[str, Any], **extra: Any) -> None:
 def write_seed_results(
     root: Path, seed: int, config: dict[str, Any], methods: dict[str, Any], stages: dict[str, list[str]]
 ) -> None:
+    """One finished seed, with the configuration (seeds aside) that trained it: a run that later
+    adds methods to its folder rewrites ``bam_run.json``, and a merge still takes this seed on the
+    methods both configurations share."""
     atomic_write_json(
         root / "seeds" / str(seed) / "results.json",
         {
             "metric": METRIC,
             "seed": seed,
             "config_key": config_key(config),
+            "config": {key: value for key, value in config.items() if key != "seeds"},
             "methods": methods,
             "stages": stages,
         },
