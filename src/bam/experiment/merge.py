@@ -18,6 +18,7 @@ from bam.experiment.results import (
     claim_run_folder,
     config_key,
     ran_on,
+    without_seeds,
     write_results,
     write_run_file,
     write_seed_results,
@@ -27,11 +28,10 @@ from bam.train.checkpoint import read_done
 
 
 def _config_without_seeds(folder: Path) -> dict[str, Any]:
-    config = dict(read_json_object(folder / RUN_FILE, "missing (not a bam run folder)").get("config") or {})
+    config = read_json_object(folder / RUN_FILE, "missing (not a bam run folder)").get("config") or {}
     if not config:
         raise BamError(f"{folder / RUN_FILE}: holds no run configuration")
-    config.pop("seeds", None)
-    return config
+    return without_seeds(config)
 
 
 def _only(config: dict[str, Any], methods: list[str] | None, where: Path) -> dict[str, Any]:
@@ -68,7 +68,9 @@ def _check_seed_config(
                 f"{path}: written by an earlier configuration of {folder} ({', '.join(differing)} differ); "
                 "run it again there"
             )
-    elif result.get("config_key", config_key(ran)) != config_key(ran):
+        return
+    key = config_key(ran)
+    if result.get("config_key", key) != key:
         raise BamError(f"{path}: written by an earlier configuration of {folder}; run it again there")
 
 

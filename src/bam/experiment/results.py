@@ -20,7 +20,12 @@ METRIC = "bam_avg"
 
 def config_key(config: dict[str, Any]) -> str:
     """The run configuration's fingerprint, seeds aside: it tells which seed results belong together."""
-    return fingerprint({key: value for key, value in config.items() if key != "seeds"})
+    return fingerprint(without_seeds(config))
+
+
+def without_seeds(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's configuration as its seeds share it: what keys, seed files and merges compare."""
+    return {key: value for key, value in config.items() if key != "seeds"}
 
 
 def ran_on(done: dict[str, Any]) -> str:
@@ -84,7 +89,7 @@ def write_seed_results(
             "metric": METRIC,
             "seed": seed,
             "config_key": config_key(config),
-            "config": {key: value for key, value in config.items() if key != "seeds"},
+            "config": without_seeds(config),
             "methods": methods,
             "stages": stages,
         },
