@@ -98,6 +98,24 @@ def test_no_dev_curve_plot_without_stage_records(tmp_path) -> None:
     assert (tmp_path / "curves.png").stat().st_size > 0
 
 
+def test_a_merged_report_plots_training_from_the_first_seed_whose_stages_are_at_hand(tmp_path) -> None:
+    """A merge names seed 1's stages where they trained, on another machine: the dev curves come
+    from seed 2, whose records are here (they were left out before, as if no seed had any)."""
+    pytest.importorskip("matplotlib")
+    from bam.report.plots import seed_with_records, write_plots
+
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    history = [{"epoch": e, "scores": {"rte": 50.0 + e}} for e in (1, 2)]
+    (stage / "train_done.json").write_text(json.dumps({"history": history}))
+    stages = {"1": {"bam": [str(tmp_path / "elsewhere")]}, "2": {"bam": [str(stage)]}}
+    details = {"seeds": [1, 2], "stages": stages, "config": {"tasks": ["rte"], "methods": {"bam": {}}}}
+    assert seed_with_records(details) == ("2", stages["2"])
+    assert seed_with_records({**details, "stages": {"1": stages["1"]}}) == ("", {})
+    written = write_plots(tmp_path, {"methods": {"bam": {"rte": 51.0, "avg": 51.0}}, "details": details})
+    assert tmp_path / "plot_dev_curves.png" in written
+
+
 @pytest.mark.parametrize(
     ("results", "needle"),
     [

@@ -71,9 +71,13 @@ def _stage_runs(stage_dirs: dict[str, list[str]]) -> dict[str, list[dict[str, An
     return runs
 
 
-def plot_dev_curves(stage_dirs: dict[str, list[str]], path: Path) -> Path | None:
-    """Dev score of every task over training, one line per method and task (None: no stage records,
-    as in a report merged from other folders' results)."""
+def _of_seed(seed: str) -> str:
+    return f" (seed {seed})" if seed else ""
+
+
+def plot_dev_curves(stage_dirs: dict[str, list[str]], path: Path, seed: str = "") -> Path | None:
+    """Dev score of every task over training, one line per method and task, of one seed's stages
+    (None: no stage records at hand)."""
     runs_by_method = _stage_runs(stage_dirs)
     if not any(run.get("history") for runs in runs_by_method.values() for run in runs):
         return None
@@ -92,7 +96,7 @@ def plot_dev_curves(stage_dirs: dict[str, list[str]], path: Path) -> Path | None
                 )
     ax.set_xlabel("epoch")
     ax.set_ylabel("dev score (%)")
-    ax.set_title("Dev score during training")
+    ax.set_title(f"Dev score during training{_of_seed(seed)}")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     return _save(fig, path)
@@ -132,14 +136,14 @@ def plot_lambda(run_config: dict[str, Any], path: Path, steps: int = 200) -> Pat
     return _save(fig, path)
 
 
-def plot_shares(stage_dirs: dict[str, list[str]], path: Path) -> Path | None:
+def plot_shares(stage_dirs: dict[str, list[str]], path: Path, seed: str = "") -> Path | None:
     """Task sampling shares over training of the first adaptive student (``sampling: adaptive``),
     or else the fixed shares of the first multi-task student."""
     students = _stage_runs({k: v for k, v in stage_dirs.items() if k != "single"})
     for method, runs in students.items():
         adaptive = next((r for r in runs if len(r.get("shares_over_training", [])) > 1), None)
         if adaptive:
-            return _plot_shares_over_training(method, adaptive, path)
+            return _plot_shares_over_training(method, adaptive, path, seed)
     for runs in students.values():
         shares = next((r["shares"] for r in runs if len(r.get("shares", {})) > 1), None)
         if shares:
@@ -152,7 +156,7 @@ def plot_shares(stage_dirs: dict[str, list[str]], path: Path) -> Path | None:
     return None
 
 
-def _plot_shares_over_training(method: str, record: dict[str, Any], path: Path) -> Path:
+def _plot_shares_over_training(method: str, record: dict[str, Any], path: Path, seed: str) -> Path:
     """Each task's share as a step line from one update to the next, its static share dotted."""
     updates, total = record["shares_over_training"], record["total_steps"]
     fig, ax = _subplots((6, 3.4))
@@ -163,10 +167,22 @@ def _plot_shares_over_training(method: str, record: dict[str, Any], path: Path) 
         ax.axhline(100 * static, color=line.get_color(), linestyle=":", linewidth=0.8)
     ax.set_xlabel("fraction of training")
     ax.set_ylabel("share of examples (%)")
-    ax.set_title(f"Task sampling shares of {method} over training (dotted: static shares)")
+    ax.set_title(f"Task sampling shares of {method} over training{_of_seed(seed)} (dotted: static)")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def seed_with_records(details: dict[str, Any]) -> tuple[str, dict[str, list[str]]]:
+    """The first seed whose stage records are at hand, and its stage folders: a merged report
+    names each seed's stages where they trained, and a seed from another machine has none here,
+    so the plots of one seed's training come from the first seed that has them ('' and no
+    folders when none has)."""
+    for seed in details["seeds"]:
+        stages = details.get("stages", {}).get(str(seed), {})
+        if _stage_runs(stages):
+            return str(seed), stages
+    return "", {}
 
 
 def write_plots(root: Path, results: dict[str, Any]) -> list[Path]:
@@ -174,12 +190,11 @@ def write_plots(root: Path, results: dict[str, Any]) -> list[Path]:
     without matplotlib, before any is drawn)."""
     require("plots")
     details = results["details"]
-    first_seed = str(details["seeds"][0])
-    stages = details.get("stages", {}).get(first_seed, {})
+    seed, stages = seed_with_records(details)
     written = [
         plot_scores(results["methods"], root / "plot_scores.png", method_labels(details["config"])),
-        plot_dev_curves(stages, root / "plot_dev_curves.png"),
+        plot_dev_curves(stages, root / "plot_dev_curves.png", seed),
         plot_lambda(details["config"], root / "plot_lambda.png"),
-        plot_shares(stages, root / "plot_shares.png"),
+        plot_shares(stages, root / "plot_shares.png", seed),
     ]
     return [path for path in written if path is not None]
