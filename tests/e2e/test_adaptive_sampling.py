@@ -87,10 +87,31 @@ def test_a_distilling_student_is_measured_too(tmp_path: Path, tiny_train_values:
         assert all(lag is not None for u in done["shares_over_training"][1:] for lag in u["lags"].values())
 
 
+def test_the_annealed_lag_follows_the_target_the_student_trains_toward(
+    tmp_path: Path, tiny_train_values: dict
+) -> None:
+    """``sampling_lag_target: annealed`` measures against λ·gold + (1−λ)·teacher: other lags than
+    the teacher alone once λ > 0 (every update here), the same run key as before when left at
+    ``teacher`` (the trained bam_adaptive stages keep their folders)."""
+    teachers = {name: [_teacher_file(tmp_path, name)] for name in ("rte", "stsb")}
+    settings = {"sampling": "adaptive", "sampling_update_every": 4, "lambda_schedule": "linear",
+                "teacher_outputs": teachers}  # fmt: skip
+    teacher, _ = _run(tmp_path, tiny_train_values, "teacher", **settings)
+    named, _ = _run(tmp_path, tiny_train_values, "named", sampling_lag_target="teacher", **settings)
+    annealed, _ = _run(tmp_path, tiny_train_values, "annealed", sampling_lag_target="annealed", **settings)
+    assert named["run_key"] == teacher["run_key"] != annealed["run_key"]
+    assert named["shares_over_training"] == teacher["shares_over_training"]
+    first = [u["lags"] for u in teacher["shares_over_training"][1:2]]
+    assert first != [u["lags"] for u in annealed["shares_over_training"][1:2]]  # same weights at step 4
+
+
 def test_the_plan_says_when_an_adaptive_student_moves_its_shares(capsys: pytest.CaptureFixture[str]) -> None:
     method = "methods.bam_adaptive={lambda_schedule: linear, sampling: adaptive, sampling_update_every: 500}"
     assert main(["run", "--preset", "glue5-cpu", "--dry-run", "--no-calibrate", "seeds=[1]", method]) == 0
     plan = capsys.readouterr().out
-    line = "  bam_adaptive: these shares first, then each task's × g(its lag), re-measured every 500 steps"
-    assert line in plan
+    line = "  bam_adaptive: these shares first, then each task's × g(its lag behind its target, over the"
+    assert line + " mean lag), re-measured every 500 steps" in plan
     assert "  bam: these shares" not in plan
+    annealed = method.replace("500}", "500, sampling_lag_target: annealed, sampling_lag_scale: median}")
+    assert main(["run", "--preset", "glue5-cpu", "--dry-run", "--no-calibrate", "seeds=[1]", annealed]) == 0
+    assert "× g(its lag behind λ·gold + (1−λ)·teacher, over the median lag)" in capsys.readouterr().out

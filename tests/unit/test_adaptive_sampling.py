@@ -55,6 +55,17 @@ def test_the_factor_is_clipped_and_an_unmeasured_task_keeps_its_share() -> None:
     assert factors == {"a": high, "b": low, "c": low, "d": 1.0}
 
 
+def test_over_the_median_one_outlier_does_not_floor_the_other_tasks() -> None:
+    """glue7-cpu seed 3: RTE's lag (2.56) pulled the mean up and every other factor to the floor."""
+    lags = {"rte": 2.56, "cola": 0.17, "mrpc": 0.19, "sst2": 0.10, "stsb": 0.05}
+    low, high = LAG_FACTOR_RANGE
+    assert lag_factors(lags) == {"rte": high, "cola": low, "mrpc": low, "sst2": low, "stsb": low}
+    by_median = lag_factors(lags, "median")
+    assert by_median["rte"] == high and by_median["cola"] == 1.0  # the median lag is CoLA's
+    assert by_median["stsb"] == low < by_median["sst2"] < by_median["cola"] < by_median["mrpc"] < high
+    assert lag_factors(dict.fromkeys(SIZES, 0.4), "median") == dict.fromkeys(SIZES, 1.0)
+
+
 def test_lag_is_zero_for_the_target_and_one_for_the_best_constant() -> None:
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(50, 3))
@@ -152,6 +163,8 @@ def test_the_shares_plot_follows_an_adaptive_student_over_training(tmp_path: Pat
         ({"sampling": "dynamic"}, "sampling must be one of static, adaptive, got 'dynamic'"),
         ({"sampling_update_every": -1}, "sampling_update_every must be 0"),
         ({"sampling_slice": 1}, "sampling_slice must be at least 2, got 1"),
+        ({"sampling_lag_target": "gold"}, "sampling_lag_target must be one of teacher, annealed"),
+        ({"sampling_lag_scale": "max"}, "sampling_lag_scale must be one of mean, median"),
     ],
 )
 def test_a_bad_sampling_setting_is_refused_by_its_key(values: dict, message: str) -> None:

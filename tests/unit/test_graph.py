@@ -20,7 +20,7 @@ SHIPPED = {
     "glue7-cpu": (
         ["cola", "sst2", "mrpc", "stsb", "rte", "mnli-pool", "qnli-pool"],
         [1, 2, 3, 4, 5],
-        ["multi", "bam", "bam_cola15", "bam_adaptive"],
+        ["multi", "bam", "bam_cola15", "bam_adaptive", "bam_adaptive_annealed"],
     ),
     "glue-paper": (
         ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"],

@@ -50,6 +50,8 @@ TRAIN_DOCS = {
     "sampling": "static: tasks drawn ∝ w·|D|^alpha; adaptive: also × g(their lag behind the targets)",
     "sampling_update_every": "adaptive: steps between share updates; 0: at each epoch's start",
     "sampling_slice": "adaptive: training rows per task (a seeded choice) the lag is measured on",
+    "sampling_lag_target": "adaptive: lag behind the teacher, or annealed: behind λ·gold + (1−λ)·teacher",
+    "sampling_lag_scale": "adaptive: each lag over the mean or the median lag of all tasks",
     "lambda_schedule": "λ, the weight on gold labels: linear (BAM), constant, gold, teacher",
     "lambda_constant": "λ of the constant schedule",
     "lambda_horizon": "fraction of the steps λ's schedule runs over; gold labels alone after",

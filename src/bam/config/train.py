@@ -41,6 +41,8 @@ NOT_KEYED = {"keyed": False}
 # Where targets come from: bam.distill.schedules implements one λ function for each name.
 LAMBDA_SCHEDULES = ("linear", "constant", "gold", "teacher")
 SAMPLINGS = ("static", "adaptive")  # bam.train.sampling
+LAG_TARGETS = ("teacher", "annealed")  # bam.train.sampling: what the adaptive sampler's lag is against
+LAG_SCALES = ("mean", "median")  # bam.data.batching.lag_factors: what each task's lag is divided by
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # resolved per device by bam.precision
 
 
@@ -75,6 +77,11 @@ class TrainConfig:
     sampling: str = field(default="static", metadata=ADAPTIVE_SAMPLING)
     sampling_update_every: int = field(default=0, metadata=ADAPTIVE_SAMPLING)  # steps; 0: epoch starts
     sampling_slice: int = field(default=256, metadata=ADAPTIVE_SAMPLING)  # training rows measured per task
+    # adaptive: the lag is behind the teacher's outputs (teacher), or behind the target the student
+    # trains toward at the update step, λ·gold + (1−λ)·teacher (annealed); each task's lag is divided
+    # by the mean or the median lag of all tasks (median: one outlier cannot floor the others).
+    sampling_lag_target: str = field(default="teacher", metadata={"keyed_when_set": "sampling_lag_target"})
+    sampling_lag_scale: str = field(default="mean", metadata={"keyed_when_set": "sampling_lag_scale"})
     lambda_schedule: str = "gold"  # linear | constant | gold | teacher
     lambda_constant: float = 0.5
     # The fraction of the steps λ's schedule runs over; gold labels alone after it. 1: all steps.
@@ -136,6 +143,11 @@ def _check_ranges(config: TrainConfig) -> None:
         "sampling": (config.sampling in SAMPLINGS, f"one of {', '.join(SAMPLINGS)}"),
         "sampling_update_every": (config.sampling_update_every >= 0, "0 (each epoch start) or more"),
         "sampling_slice": (config.sampling_slice >= 2, "at least 2"),
+        "sampling_lag_target": (
+            config.sampling_lag_target in LAG_TARGETS,
+            f"one of {', '.join(LAG_TARGETS)}",
+        ),
+        "sampling_lag_scale": (config.sampling_lag_scale in LAG_SCALES, f"one of {', '.join(LAG_SCALES)}"),
         "lambda_constant": (0 <= config.lambda_constant <= 1, "in [0, 1]"),
         "lambda_horizon": (0 < config.lambda_horizon <= 1, "in (0, 1]"),
         "pooling": (config.pooling in ("auto", "cls", "mean"), "one of auto, cls, mean"),

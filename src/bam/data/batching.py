@@ -44,20 +44,24 @@ def task_shares(
 LAG_FACTOR_RANGE = (0.5, 2.0)
 
 
-def lag_factors(lags: Mapping[Task, float | None]) -> dict[Task, float]:
-    """g(lag_τ) = lag_τ / mean lag, clipped to :data:`LAG_FACTOR_RANGE`: the sampling weight factor
-    of each task under ``sampling: adaptive``.
+def lag_factors(lags: Mapping[Task, float | None], scale: str = "mean") -> dict[Task, float]:
+    """g(lag_τ) = lag_τ / (mean or median lag), clipped to :data:`LAG_FACTOR_RANGE`: the sampling
+    weight factor of each task under ``sampling: adaptive``.
 
     The same function for every task and no per-task constant: permuting the tasks permutes the
     factors, equal lags give 1 everywhere (the static shares), and a task that lags more than the
-    others is drawn more. A task with no measure (None) or a mean lag of 0 gives the factor 1.
+    others is drawn more. A task with no measure (None) or a scale of 0 gives the factor 1. Under
+    the mean one task far behind the rest pulls every other factor to the floor; the median
+    keeps comparing the others.
     """
     measured = [lag for lag in lags.values() if lag is not None]
-    mean = sum(measured) / len(measured) if measured else 0.0
-    low, high = LAG_FACTOR_RANGE
-    if mean <= 0:
+    if not measured:
         return dict.fromkeys(lags, 1.0)
-    return {task: 1.0 if lag is None else min(max(lag / mean, low), high) for task, lag in lags.items()}
+    middle = float(np.median(measured)) if scale == "median" else sum(measured) / len(measured)
+    low, high = LAG_FACTOR_RANGE
+    if middle <= 0:
+        return dict.fromkeys(lags, 1.0)
+    return {task: 1.0 if lag is None else min(max(lag / middle, low), high) for task, lag in lags.items()}
 
 
 @dataclass(frozen=True)

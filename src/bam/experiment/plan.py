@@ -288,7 +288,11 @@ def _task_lines(
         if other.sampling == "adaptive":
             every = other.sampling_update_every
             when = f"every {every} steps" if every else "at each epoch's start"
-            lines.append(f"  {method}: these shares first, then each task's × g(its lag), re-measured {when}")
+            behind = "λ·gold + (1−λ)·teacher" if other.sampling_lag_target == "annealed" else "its target"
+            lines.append(
+                f"  {method}: these shares first, then each task's × g(its lag behind {behind}, over the"
+                f" {other.sampling_lag_scale} lag), re-measured {when}"
+            )
     return lines
 
 
